@@ -1,0 +1,215 @@
+//! A network: one subnet on one virtual switch (a Linux bridge on each host).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+use crate::{ipam, names, ModelError};
+
+pub const DEFAULT_MTU: u32 = 1500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// Containers of this host on a Linux bridge (the seed's docker0).
+    Bridge,
+}
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Driver::Bridge => "bridge",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub driver: Driver,
+    pub bridge: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
+    pub mtu: u32,
+    /// No route out of the host and no NAT: containers reach only each other.
+    pub internal: bool,
+    /// Seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// What a user asks for; [`NetworkSpec::build`] checks it and fills defaults.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub mtu: Option<u32>,
+    pub bridge: Option<String>,
+    pub internal: bool,
+}
+
+pub fn check_network_name(name: &str) -> Result<(), ModelError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ModelError::BadNetworkName(name.to_string()))
+    }
+}
+
+impl NetworkSpec {
+    /// Validates everything that needs no outside knowledge. `subnet` is the
+    /// requested one or the one the caller picked from the pool.
+    pub fn build(&self, subnet: Ipv4Net, created: u64) -> Result<Network, ModelError> {
+        check_network_name(&self.name)?;
+        check_canonical(IpNet::V4(subnet))?;
+        let gateway = match self.gateway {
+            Some(g) => {
+                check_gateway(IpAddr::V4(g), IpNet::V4(subnet))?;
+                g
+            }
+            None => ipam::first_host_v4(subnet)
+                .ok_or_else(|| ModelError::SubnetTooSmall(subnet.to_string()))?,
+        };
+        if ipam::capacity(IpNet::V4(subnet)) < 2 {
+            return Err(ModelError::SubnetTooSmall(subnet.to_string()));
+        }
+        let (subnet6, gateway6) = match self.subnet6 {
+            Some(s6) => {
+                check_canonical(IpNet::V6(s6))?;
+                if s6.prefix_len() > 126 {
+                    return Err(ModelError::SubnetTooSmall(s6.to_string()));
+                }
+                let g6 = match self.gateway6 {
+                    Some(g) => {
+                        check_gateway(IpAddr::V6(g), IpNet::V6(s6))?;
+                        g
+                    }
+                    None => Ipv6Addr::from(u128::from(s6.network()) + 1),
+                };
+                (Some(s6), Some(g6))
+            }
+            None => (None, None),
+        };
+        let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
+        if !(576..=65535).contains(&mtu) {
+            return Err(ModelError::BadMtu(mtu));
+        }
+        let bridge = match &self.bridge {
+            Some(b) => {
+                names::check_ifname(b)?;
+                b.clone()
+            }
+            None => names::default_bridge_name(&self.name),
+        };
+        Ok(Network {
+            name: self.name.clone(),
+            driver: Driver::Bridge,
+            bridge,
+            subnet,
+            gateway,
+            subnet6,
+            gateway6,
+            mtu,
+            internal: self.internal,
+            created,
+        })
+    }
+}
+
+fn check_canonical(net: IpNet) -> Result<(), ModelError> {
+    if net.addr() != net.network() {
+        return Err(ModelError::SubnetNotCanonical(net.to_string(), net.trunc().to_string()));
+    }
+    Ok(())
+}
+
+fn check_gateway(gateway: IpAddr, subnet: IpNet) -> Result<(), ModelError> {
+    if !subnet.contains(&gateway) {
+        return Err(ModelError::GatewayOutsideSubnet {
+            gateway: gateway.to_string(),
+            subnet: subnet.to_string(),
+        });
+    }
+    if !ipam::is_host_address(subnet, gateway) {
+        return Err(ModelError::GatewayReserved(gateway.to_string()));
+    }
+    Ok(())
+}
+
+impl Network {
+    /// The gateway with the subnet's prefix, as it sits on the bridge.
+    pub fn gateway_cidr(&self) -> Ipv4Net {
+        Ipv4Net::new(self.gateway, self.subnet.prefix_len()).expect("prefix of a valid subnet")
+    }
+
+    pub fn gateway6_cidr(&self) -> Option<Ipv6Net> {
+        let (s, g) = (self.subnet6?, self.gateway6?);
+        Ipv6Net::new(g, s.prefix_len()).ok()
+    }
+
+    /// Both subnets, for overlap checks.
+    pub fn subnets(&self) -> Vec<IpNet> {
+        let mut v = vec![IpNet::V4(self.subnet)];
+        v.extend(self.subnet6.map(IpNet::V6));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> NetworkSpec {
+        NetworkSpec { name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn defaults() {
+        let n = spec("front").build("172.30.0.0/16".parse().unwrap(), 0).unwrap();
+        assert_eq!(n.gateway, "172.30.0.1".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(n.bridge, "weft-front");
+        assert_eq!(n.mtu, 1500);
+        assert_eq!(n.gateway_cidr().to_string(), "172.30.0.1/16");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let s: Ipv4Net = "10.1.0.0/24".parse().unwrap();
+        let mut sp = spec("n");
+        sp.gateway = Some("10.2.0.1".parse().unwrap());
+        assert!(matches!(sp.build(s, 0), Err(ModelError::GatewayOutsideSubnet { .. })));
+        sp.gateway = Some("10.1.0.255".parse().unwrap());
+        assert!(matches!(sp.build(s, 0), Err(ModelError::GatewayReserved(_))));
+        let mut sp = spec("n");
+        sp.bridge = Some("a-bridge-name-too-long".into());
+        assert!(matches!(sp.build(s, 0), Err(ModelError::BadIfname(..))));
+        assert!(spec("bad name").build(s, 0).is_err());
+        assert!(spec("n").build("10.1.0.1/24".parse().unwrap(), 0).is_err());
+        assert!(spec("n").build("10.1.0.0/31".parse().unwrap(), 0).is_err());
+        let mut sp = spec("n");
+        sp.mtu = Some(100);
+        assert_eq!(sp.build(s, 0), Err(ModelError::BadMtu(100)));
+    }
+
+    #[test]
+    fn json_field_names_are_stable() {
+        let n = spec("front").build("172.30.0.0/16".parse().unwrap(), 0).unwrap();
+        let v = serde_json::to_value(&n).unwrap();
+        for k in ["name", "driver", "subnet", "gateway", "bridge", "mtu", "internal"] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["driver"], "bridge");
+        assert_eq!(v["subnet"], "172.30.0.0/16");
+    }
+}
