@@ -1,0 +1,108 @@
+//! Network namespace handles. weft never moves a long-lived thread between
+//! namespaces: it enters one on a short-lived thread, opens a netlink
+//! socket there and hands the socket back (it stays bound to that netns).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use crate::error::{DatapathError, Result};
+use crate::netlink::Netlink;
+
+/// `_IO(0xb7, 0x3)` from linux/nsfs.h: asks an nsfs file for its type.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+pub struct Netns {
+    file: File,
+    path: PathBuf,
+}
+
+impl Netns {
+    /// Opens a network namespace file (`/var/run/netns/NAME`,
+    /// `/proc/PID/ns/net`) and checks that it really is one.
+    pub fn open(path: impl AsRef<Path>) -> Result<Netns> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        let file = File::open(&path).map_err(|e| DatapathError::Netns {
+            path: shown.clone(),
+            why: if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".to_string()
+            } else {
+                e.to_string()
+            },
+        })?;
+        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd's inode.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        if kind != libc::CLONE_NEWNET {
+            return Err(DatapathError::Netns {
+                path: shown,
+                why: "is not a network namespace".to_string(),
+            });
+        }
+        Ok(Netns { file, path })
+    }
+
+    /// The namespace of a process.
+    pub fn of_pid(pid: u32) -> Result<Netns> {
+        let p = format!("/proc/{pid}/ns/net");
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(DatapathError::Netns { path: p, why: format!("no process with pid {pid}") });
+        }
+        Netns::open(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Runs `f` on a fresh thread that has entered this namespace. The
+    /// caller's thread never changes namespace.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let fd = self.fd();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: fd is an open netns file owned by self, alive for the scope.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                    return Err(DatapathError::Netns {
+                        path: self.path.display().to_string(),
+                        why: format!("cannot enter: {}", std::io::Error::last_os_error()),
+                    });
+                }
+                f()
+            })
+            .join()
+            .map_err(|_| DatapathError::Other("netns worker thread panicked".into()))?
+        })
+    }
+
+    /// A netlink socket bound to this namespace.
+    pub fn netlink(&self) -> Result<Netlink> {
+        self.run(|| {
+            Netlink::new().map_err(|e| DatapathError::Kernel {
+                op: format!("open netlink socket in {}", self.path.display()),
+                source: e,
+            })
+        })
+    }
+
+    /// Inode of the namespace: equal inodes mean the same namespace.
+    pub fn inode(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map(|m| m.ino()).unwrap_or(0)
+    }
+}
+
+/// A netlink socket in the caller's own namespace (weft's "host").
+pub fn host_netlink() -> Result<Netlink> {
+    Netlink::new().map_err(|e| DatapathError::Kernel { op: "open netlink socket".into(), source: e })
+}
+
+/// Inode of the calling thread's network namespace.
+pub fn current_inode() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).unwrap_or(0)
+}

@@ -1,0 +1,130 @@
+//! Plugging a container into a bridge: the seed's veth pair, addresses and
+//! routes. All-or-nothing: on any failure the veth pair is deleted, which
+//! also removes everything configured on its container end.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use weft_model::Mac;
+
+use crate::error::{DatapathError, OpContext, Result};
+use crate::link::up_flags;
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+
+pub struct PlugSpec<'a> {
+    pub bridge: &'a str,
+    pub host_veth: &'a str,
+    /// IFLA_IFALIAS of the host end: says which endpoint it belongs to.
+    pub alias: &'a str,
+    pub ifname: &'a str,
+    pub mac: Mac,
+    pub mtu: u32,
+    pub address: Ipv4Net,
+    pub address6: Option<Ipv6Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// Creates the veth pair with its host end up in the bridge and its other
+/// end already inside the container namespace under its final name, then
+/// configures the container side: lo up, addresses, default routes. The
+/// subnet route is the kernel's own prefix route of the address (scope
+/// link, no gateway), as in the seed.
+pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
+    let bridge = host.link_by_name(spec.bridge)?.ok_or_else(|| {
+        DatapathError::Other(format!(
+            "bridge {} does not exist; run `weft gc` to repair the network",
+            spec.bridge
+        ))
+    })?;
+    create_veth(host, netns, spec, bridge.index)?;
+    let configured = (|| {
+        host.set_alias_by_name(spec.host_veth, spec.alias)?;
+        let mut ns = netns.netlink()?;
+        configure_container(&mut ns, spec)
+    })();
+    if let Err(e) = configured {
+        let _ = unplug(host, spec.host_veth);
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) -> Result<()> {
+    let mut peer = LinkMessage::default();
+    up_flags(&mut peer);
+    peer.attributes.push(LinkAttribute::IfName(spec.ifname.to_string()));
+    peer.attributes.push(LinkAttribute::Address(spec.mac.0.to_vec()));
+    peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    peer.attributes.push(LinkAttribute::NetNsFd(netns.fd()));
+
+    let mut m = LinkMessage::default();
+    up_flags(&mut m);
+    m.attributes.push(LinkAttribute::IfName(spec.host_veth.to_string()));
+    m.attributes.push(LinkAttribute::Mtu(spec.mtu));
+    m.attributes.push(LinkAttribute::Controller(bridge));
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    host.exec(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            DatapathError::Other(format!(
+                "cannot create veth {} / {}: an interface of that name exists on the host or \
+                 in {} (is the container already attached? try --ifname)",
+                spec.host_veth,
+                spec.ifname,
+                netns.path().display()
+            ))
+        } else {
+            DatapathError::Kernel {
+                op: format!("create veth pair {} / {}", spec.host_veth, spec.ifname),
+                source: e,
+            }
+        }
+    })
+}
+
+fn configure_container(ns: &mut Netlink, spec: &PlugSpec) -> Result<()> {
+    // Loopback is index 1 in every network namespace.
+    ns.set_up(1, "lo")?;
+    let ifindex = ns
+        .link_by_name(spec.ifname)?
+        .ok_or_else(|| DatapathError::Other(format!("{} vanished in the container", spec.ifname)))?
+        .index;
+    ns.add_address(ifindex, spec.ifname, IpNet::V4(spec.address), true)?;
+    if let Some(a6) = spec.address6 {
+        ns.add_address(ifindex, spec.ifname, IpNet::V6(a6), true)?;
+    }
+    if let Some(gw) = spec.gateway {
+        ns.add_route(default_route_v4(), Some(IpAddr::V4(gw)), ifindex)?;
+    }
+    if let Some(gw6) = spec.gateway6 {
+        ns.add_route(default_route_v6(), Some(IpAddr::V6(gw6)), ifindex)?;
+    }
+    Ok(())
+}
+
+fn default_route_v4() -> IpNet {
+    IpNet::V4(Ipv4Net::default())
+}
+
+fn default_route_v6() -> IpNet {
+    IpNet::V6(Ipv6Net::default())
+}
+
+/// Deletes a host veth by name (its peer goes with it). Returns false when
+/// it did not exist, e.g. because the container's netns is already gone.
+pub fn unplug(host: &mut Netlink, host_veth: &str) -> Result<bool> {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::IfName(host_veth.to_string()));
+    match host.exec(RouteNetlinkMessage::DelLink(m), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e).op(|| format!("delete veth {host_veth}")),
+    }
+}
