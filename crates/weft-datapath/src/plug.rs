@@ -16,7 +16,8 @@ use crate::netlink::Netlink;
 use crate::netns::Netns;
 
 pub struct PlugSpec<'a> {
-    pub bridge: &'a str,
+    /// Index of the network's bridge in the host namespace.
+    pub bridge_index: u32,
     pub host_veth: &'a str,
     /// IFLA_IFALIAS of the host end: says which endpoint it belongs to.
     pub alias: &'a str,
@@ -35,13 +36,7 @@ pub struct PlugSpec<'a> {
 /// subnet route is the kernel's own prefix route of the address (scope
 /// link, no gateway), as in the seed.
 pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
-    let bridge = host.link_by_name(spec.bridge)?.ok_or_else(|| {
-        DatapathError::Other(format!(
-            "bridge {} does not exist; run `weft gc` to repair the network",
-            spec.bridge
-        ))
-    })?;
-    create_veth(host, netns, spec, bridge.index)?;
+    create_veth(host, netns, spec, spec.bridge_index)?;
     let configured = (|| {
         host.set_alias_by_name(spec.host_veth, spec.alias)?;
         let mut ns = netns.netlink()?;

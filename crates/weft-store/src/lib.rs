@@ -1,1 +1,83 @@
+//! weft's state: networks and endpoints, behind one [`Store`] trait.
+//!
+//! [`SqliteStore`] keeps a single host's state in an embedded database that
+//! several weft processes may use at once; a cluster backend can implement
+//! the same trait later. Validation of single records lives in weft-model;
+//! what needs to see other records (duplicates, overlaps, free addresses) is
+//! decided here, atomically.
 
+mod error;
+mod schema;
+mod sqlite;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+use weft_model::network::NetworkSpec;
+use weft_model::{Endpoint, EndpointKey, Mac, Network};
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+/// Where weft keeps its networks and endpoints. Every method is atomic: a
+/// failed call leaves the store as it was.
+pub trait Store: Send {
+    /// Refuses a duplicate name, a bridge name another network uses, and a
+    /// subnet (IPv4 or IPv6) overlapping another network or one of
+    /// `host_taken` (the host's routes and addresses). Without `spec.subnet`,
+    /// picks the first free /24 of the default pool.
+    fn create_network(
+        &self,
+        spec: &NetworkSpec,
+        host_taken: &[IpNet],
+        created: u64,
+    ) -> Result<Network, StoreError>;
+
+    fn network(&self, name: &str) -> Result<Option<Network>, StoreError>;
+
+    /// Sorted by name.
+    fn networks(&self) -> Result<Vec<Network>, StoreError>;
+
+    /// Refuses while the network has endpoints.
+    fn remove_network(&self, name: &str) -> Result<Network, StoreError>;
+
+    /// Records a new endpoint in state `Creating` with its addresses: the
+    /// requested ones after checking them, otherwise the next free ones after
+    /// the last address handed out (so a released address is not reused at
+    /// once). The MAC must be unique within the network.
+    fn reserve_endpoint(&self, req: &EndpointRequest) -> Result<Endpoint, StoreError>;
+
+    /// Marks an endpoint `Ready`, once its kernel side is complete.
+    fn set_ready(&self, key: &EndpointKey) -> Result<(), StoreError>;
+
+    /// Returns the removed endpoint, None if there was none.
+    fn remove_endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError>;
+
+    fn endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError>;
+
+    /// All endpoints, or those of one network; sorted by network, then address.
+    fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Small key/value metadata, such as the boot id the state belongs to.
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// What an attach asks of [`Store::reserve_endpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRequest {
+    pub network: String,
+    pub container: String,
+    pub ifname: String,
+    pub netns: String,
+    /// A fixed IPv4 address; None lets the store choose.
+    pub ip: Option<Ipv4Addr>,
+    /// A fixed IPv6 address, on networks with an IPv6 subnet.
+    pub ip6: Option<Ipv6Addr>,
+    pub mac: Mac,
+    pub host_veth: String,
+    pub boot_id: String,
+    pub pid: u32,
+    pub created: u64,
+}

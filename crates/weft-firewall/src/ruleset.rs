@@ -1,0 +1,232 @@
+//! The nftables batch that (re)builds weft's table. Pure: the same input
+//! gives the same JSON, which is what the snapshot test pins down.
+//!
+//! Rules are fixed; networks only add elements to named sets:
+//! - `bridges` (ifname): every weft bridge
+//! - `internal` (ifname): bridges of internal networks
+//! - `same_bridge` (ifname . ifname): `b . b` for every bridge
+//! - `masq4` / `masq6` (prefix intervals): subnets of non-internal networks
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashSet};
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use nftables::batch::Batch;
+use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT};
+use nftables::schema::{
+    Chain, Element, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
+};
+use nftables::stmt::{Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::NetRules;
+
+/// Names of the sets in weft's table.
+pub mod sets {
+    pub const BRIDGES: &str = "bridges";
+    pub const INTERNAL: &str = "internal";
+    pub const SAME_BRIDGE: &str = "same_bridge";
+    pub const MASQ4: &str = "masq4";
+    pub const MASQ6: &str = "masq6";
+}
+
+const FORWARD: &str = "forward";
+const POSTROUTING: &str = "postrouting";
+/// `priority filter` and `priority srcnat`.
+const PRIO_FILTER: i32 = 0;
+const PRIO_SRCNAT: i32 = 100;
+
+/// The batch that replaces table `inet <table>` with one for `nets`, in one
+/// transaction: add the table (so that deleting it cannot fail), delete it
+/// with everything in it, then create it afresh. With no networks the table
+/// is only removed. Bridge names must have passed `check` (apply does it).
+pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
+    let t = |s: &str| -> Cow<'static, str> { Cow::Owned(s.to_string()) };
+    let table_obj = || {
+        NfListObject::Table(Table { family: NfFamily::INet, name: t(table), handle: None })
+    };
+    let mut b = Batch::new();
+    b.add(table_obj());
+    b.delete(table_obj());
+    if nets.is_empty() {
+        return b.to_nftables();
+    }
+    b.add(table_obj());
+
+    let ifname = SetTypeValue::Single(SetType::Ifname);
+    let pair = SetTypeValue::Concatenated(Cow::Owned(vec![SetType::Ifname, SetType::Ifname]));
+    let set_defs = [
+        (sets::BRIDGES, ifname.clone(), false),
+        (sets::INTERNAL, ifname, false),
+        (sets::SAME_BRIDGE, pair, false),
+        (sets::MASQ4, SetTypeValue::Single(SetType::Ipv4Addr), true),
+        (sets::MASQ6, SetTypeValue::Single(SetType::Ipv6Addr), true),
+    ];
+    for (name, set_type, interval) in set_defs {
+        b.add(NfListObject::Set(Box::new(Set {
+            family: NfFamily::INet,
+            table: t(table),
+            name: t(name),
+            set_type,
+            flags: interval.then(|| HashSet::from([SetFlag::Interval])),
+            ..Set::default()
+        })));
+    }
+
+    for (name, kind, hook, prio) in [
+        (FORWARD, NfChainType::Filter, NfHook::Forward, PRIO_FILTER),
+        (POSTROUTING, NfChainType::NAT, NfHook::Postrouting, PRIO_SRCNAT),
+    ] {
+        b.add(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: t(table),
+            name: t(name),
+            _type: Some(kind),
+            hook: Some(hook),
+            prio: Some(prio),
+            // Accept: traffic that is not weft's is none of weft's business.
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
+    }
+
+    for (chain, comment, expr) in rules() {
+        b.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: t(table),
+            chain: t(chain),
+            expr: Cow::Owned(expr),
+            comment: Some(t(comment)),
+            ..Rule::default()
+        }));
+    }
+
+    for (name, elem) in elements(nets) {
+        if !elem.is_empty() {
+            b.add(NfListObject::Element(Element {
+                family: NfFamily::INet,
+                table: t(table),
+                name: t(name),
+                elem: Cow::Owned(elem),
+            }));
+        }
+    }
+    b.to_nftables()
+}
+
+/// The fixed rules, in order. The first verdict wins, so order is policy.
+fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
+    use sets::*;
+    let (iif, oif) = (|| meta(MetaKey::Iifname), || meta(MetaKey::Oifname));
+    let both = || Expression::Named(NamedExpression::Concat(vec![iif(), oif()]));
+    let accept = || Statement::Accept(None);
+    let drop = || Statement::Drop(None);
+    let saddr = |proto: &'static str| {
+        Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
+            protocol: proto.into(),
+            field: "saddr".into(),
+        })))
+    };
+    vec![
+        (
+            FORWARD,
+            "replies to connections that containers opened",
+            vec![is(oif(), BRIDGES), ct("state", &["established", "related"]), accept()],
+        ),
+        (
+            FORWARD,
+            "one network is one switch (matters under br_netfilter)",
+            vec![is(both(), SAME_BRIDGE), accept()],
+        ),
+        (FORWARD, "internal network: no way out", vec![is(iif(), INTERNAL), drop()]),
+        (FORWARD, "internal network: no way in", vec![is(oif(), INTERNAL), drop()]),
+        (
+            FORWARD,
+            "published ports (DNAT) are open to all, other networks too",
+            vec![is(oif(), BRIDGES), ct("status", &["dnat"]), accept()],
+        ),
+        (
+            FORWARD,
+            "isolation: no traffic between two weft networks",
+            vec![is(iif(), BRIDGES), is(oif(), BRIDGES), drop()],
+        ),
+        (
+            FORWARD,
+            "no unsolicited connections into containers",
+            vec![is(oif(), BRIDGES), drop()],
+        ),
+        (FORWARD, "containers may open connections out", vec![is(iif(), BRIDGES), accept()]),
+        (
+            POSTROUTING,
+            "leave the host with the host's address",
+            vec![is(saddr("ip"), MASQ4), is_not(oif(), BRIDGES), Statement::Masquerade(None)],
+        ),
+        (
+            POSTROUTING,
+            "leave the host with the host's address",
+            vec![is(saddr("ip6"), MASQ6), is_not(oif(), BRIDGES), Statement::Masquerade(None)],
+        ),
+    ]
+}
+
+/// Set contents, sorted and deduplicated so that the batch is stable and
+/// nft never sees a duplicate or overlapping interval.
+fn elements(nets: &[NetRules]) -> Vec<(&'static str, Vec<Expression<'static>>)> {
+    let bridges: BTreeSet<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
+    let internal: BTreeSet<&str> =
+        nets.iter().filter(|n| n.internal).map(|n| n.bridge.as_str()).collect();
+    let outbound = || nets.iter().filter(|n| !n.internal);
+    let v4: Vec<Ipv4Net> = outbound().map(|n| n.subnet.trunc()).collect();
+    let v6: Vec<Ipv6Net> = outbound().filter_map(|n| n.subnet6.map(|s| s.trunc())).collect();
+    let s = |v: &str| Expression::String(Cow::Owned(v.to_string()));
+    let prefix = |addr: String, len: u8| {
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(Expression::String(Cow::Owned(addr))),
+            len: u32::from(len),
+        }))
+    };
+    vec![
+        (sets::BRIDGES, bridges.iter().map(|b| s(b)).collect()),
+        (sets::INTERNAL, internal.iter().map(|b| s(b)).collect()),
+        (
+            sets::SAME_BRIDGE,
+            bridges.iter().map(|b| Expression::Named(NamedExpression::Concat(vec![s(b), s(b)]))).collect(),
+        ),
+        (
+            sets::MASQ4,
+            Ipv4Net::aggregate(&v4).iter().map(|n| prefix(n.network().to_string(), n.prefix_len())).collect(),
+        ),
+        (
+            sets::MASQ6,
+            Ipv6Net::aggregate(&v6).iter().map(|n| prefix(n.network().to_string(), n.prefix_len())).collect(),
+        ),
+    ]
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn set_ref(set: &str) -> Expression<'static> {
+    Expression::String(Cow::Owned(format!("@{set}")))
+}
+
+fn is(left: Expression<'static>, set: &str) -> Statement<'static> {
+    Statement::Match(Match { left, right: set_ref(set), op: Operator::EQ })
+}
+
+fn is_not(left: Expression<'static>, set: &str) -> Statement<'static> {
+    Statement::Match(Match { left, right: set_ref(set), op: Operator::NEQ })
+}
+
+/// `ct <key> a,b`: a bitmask test, hence `in`.
+fn ct(key: &'static str, values: &[&'static str]) -> Statement<'static> {
+    let mut v: Vec<Expression<'static>> = values.iter().map(|s| Expression::String((*s).into())).collect();
+    let right = if v.len() == 1 { v.remove(0) } else { Expression::List(v) };
+    let left = Expression::Named(NamedExpression::CT(CT { key: key.into(), family: None, dir: None }));
+    Statement::Match(Match { left, right, op: Operator::IN })
+}
+
+#[cfg(test)]
+#[path = "ruleset_tests.rs"]
+mod tests;

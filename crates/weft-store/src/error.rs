@@ -1,0 +1,67 @@
+//! What can go wrong in a store; each message is one line a user can act on.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use weft_model::{EndpointKey, Mac, ModelError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("network {0:?} already exists; pick another name or remove it first")]
+    NetworkExists(String),
+    #[error("no network named {0:?}; `weft network ls` lists them")]
+    NoSuchNetwork(String),
+    #[error("bridge {bridge} is already used by network {network:?}; choose another bridge name")]
+    BridgeInUse { bridge: String, network: String },
+    #[error("subnet {subnet} overlaps network {network:?}; choose a subnet that does not")]
+    SubnetOverlap { subnet: IpNet, network: String },
+    #[error(
+        "subnet {subnet} overlaps host route or address {route}; choose a subnet that does not"
+    )]
+    SubnetOverlapsHost { subnet: IpNet, route: IpNet },
+    #[error("no free /24 left in the default pool 10.89.0.0/16; pass an explicit subnet")]
+    NoFreeSubnet,
+    #[error("network {network:?} still has {count} endpoint(s); detach them before removing it")]
+    HasEndpoints { network: String, count: u64 },
+    #[error("endpoint {0} already exists; detach it first")]
+    EndpointExists(EndpointKey),
+    #[error("no endpoint {0}")]
+    NoSuchEndpoint(EndpointKey),
+    #[error("address {addr} is not usable in {subnet}: {why}")]
+    BadAddress {
+        addr: IpAddr,
+        subnet: String,
+        why: &'static str,
+    },
+    #[error("address {addr} is already used by container {container:?}; pick another or let weft choose")]
+    AddressInUse { addr: IpAddr, container: String },
+    #[error("MAC {mac} is already used by container {container:?} on network {network:?}")]
+    MacInUse {
+        mac: Mac,
+        network: String,
+        container: String,
+    },
+    #[error("network {network:?} has no free address left in {subnet}; detach a container or use a larger subnet")]
+    SubnetExhausted { network: String, subnet: IpNet },
+    #[error(transparent)]
+    Invalid(#[from] ModelError),
+    #[error("{context}: {source}")]
+    Db {
+        context: String,
+        source: rusqlite::Error,
+    },
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store {path}: schema version {found} is newer than this weft understands ({supported}); upgrade weft")]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("create state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}

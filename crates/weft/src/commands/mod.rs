@@ -1,0 +1,53 @@
+//! One file per command: a clap struct and what it runs.
+
+mod attach;
+mod demo;
+mod detach;
+mod endpoint;
+mod gc;
+mod network;
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Plug a container into a network (a veth pair into the network's bridge).
+    Attach(attach::Attach),
+    /// Unplug a container from a network and release its address.
+    Detach(detach::Detach),
+    /// List endpoints (container interfaces on weft networks).
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCommand),
+    /// Repair state left by crashes, reboots and vanished containers.
+    Gc(gc::Gc),
+    /// Build the seed's two-container scenario in a throwaway sandbox and show it.
+    Demo(demo::Demo),
+}
+
+impl Command {
+    pub fn run(self, state_dir: &Path) -> Result<()> {
+        match self {
+            Command::Network(c) => c.run(state_dir),
+            Command::Attach(c) => c.run(state_dir),
+            Command::Detach(c) => c.run(state_dir),
+            Command::Endpoint(c) => c.run(state_dir),
+            Command::Gc(c) => c.run(state_dir),
+            Command::Demo(c) => c.run(),
+        }
+    }
+}
+
+/// Context for a command that changes the network: checks privileges and
+/// reclaims endpoints of an earlier boot first.
+fn mutating(state_dir: &Path) -> Result<crate::ops::Context> {
+    crate::ops::context::require_net_admin()?;
+    let mut ctx = crate::ops::Context::open(state_dir)?;
+    crate::ops::gc::reclaim_after_reboot(&mut ctx)?;
+    Ok(ctx)
+}

@@ -1,0 +1,137 @@
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use ipnet::{Ipv4Net, Ipv6Net};
+use weft_model::network::NetworkSpec;
+
+use crate::ops::{self, Context};
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: a bridge with the gateway address, NAT and isolation rules.
+    Create(Create),
+    /// List networks.
+    Ls(Ls),
+    /// Show one network and its endpoints.
+    Inspect(Inspect),
+    /// Remove a network, its bridge and its rules.
+    Rm(Rm),
+}
+
+#[derive(Args)]
+pub struct Create {
+    name: String,
+    /// IPv4 subnet, e.g. 172.30.0.0/16 (default: first free /24 of 10.89.0.0/16).
+    #[arg(long)]
+    subnet: Option<Ipv4Net>,
+    /// Gateway address on the bridge (default: first host address of the subnet).
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+    /// IPv6 subnet, e.g. fd00:30::/64.
+    #[arg(long)]
+    subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway (default: first address of --subnet6).
+    #[arg(long, requires = "subnet6")]
+    gateway6: Option<Ipv6Addr>,
+    /// MTU of the bridge and of every container interface.
+    #[arg(long)]
+    mtu: Option<u32>,
+    /// Bridge interface name (default: weft-NAME), at most 15 bytes.
+    #[arg(long)]
+    bridge: Option<String>,
+    /// No NAT and no route out: containers reach only each other.
+    #[arg(long)]
+    internal: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct Ls {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct Inspect {
+    name: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct Rm {
+    name: String,
+    /// Detach every container still on the network first.
+    #[arg(long, short)]
+    force: bool,
+}
+
+impl NetworkCommand {
+    pub fn run(self, state_dir: &Path) -> Result<()> {
+        match self {
+            NetworkCommand::Create(c) => {
+                let mut ctx = super::mutating(state_dir)?;
+                let spec = NetworkSpec {
+                    name: c.name,
+                    subnet: c.subnet,
+                    gateway: c.gateway,
+                    subnet6: c.subnet6,
+                    gateway6: c.gateway6,
+                    mtu: c.mtu,
+                    bridge: c.bridge,
+                    internal: c.internal,
+                };
+                let net = ops::network::create(&mut ctx, &spec)?;
+                if c.json {
+                    output::json(&output::NetworkView::new(&net, Vec::new()))
+                } else {
+                    println!("{}", net.name);
+                    Ok(())
+                }
+            }
+            NetworkCommand::Ls(c) => {
+                let ctx = Context::open(state_dir)?;
+                let nets = ctx.store.networks()?;
+                let eps = ctx.store.endpoints(None)?;
+                let views: Vec<output::NetworkView> = nets
+                    .iter()
+                    .map(|n| {
+                        output::NetworkView::new(
+                            n,
+                            eps.iter().filter(|e| e.network == n.name).cloned().collect(),
+                        )
+                    })
+                    .collect();
+                if c.json {
+                    output::json(&views)
+                } else {
+                    output::network_table(&views);
+                    Ok(())
+                }
+            }
+            NetworkCommand::Inspect(c) => {
+                let ctx = Context::open(state_dir)?;
+                let Some(net) = ctx.store.network(&c.name)? else {
+                    bail!("network {} does not exist", c.name);
+                };
+                let view = output::NetworkView::new(&net, ctx.store.endpoints(Some(&c.name))?);
+                if c.json {
+                    output::json(&view)
+                } else {
+                    output::network_details(&view);
+                    Ok(())
+                }
+            }
+            NetworkCommand::Rm(c) => {
+                let mut ctx = super::mutating(state_dir)?;
+                let net = ops::network::remove(&mut ctx, &c.name, c.force)?;
+                println!("{}", net.name);
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Shared state of one weft invocation: the store, the host's netlink
+//! socket, the firewall, and this boot's identity.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use weft_datapath::Netlink;
+use weft_firewall::{Firewall, NetRules};
+use weft_store::{SqliteStore, Store};
+
+pub struct Context {
+    pub state_dir: PathBuf,
+    pub store: Box<dyn Store>,
+    pub boot_id: String,
+    nl: Option<Netlink>,
+}
+
+impl Context {
+    pub fn open(state_dir: &Path) -> Result<Context> {
+        let store = SqliteStore::open(state_dir)?;
+        Ok(Context {
+            state_dir: state_dir.to_path_buf(),
+            store: Box::new(store),
+            boot_id: boot_id(),
+            nl: None,
+        })
+    }
+
+    /// The netlink socket of weft's own ("host") namespace, opened once.
+    pub fn host(&mut self) -> Result<&mut Netlink> {
+        if self.nl.is_none() {
+            self.nl = Some(weft_datapath::netns::host_netlink()?);
+        }
+        Ok(self.nl.as_mut().expect("just set"))
+    }
+
+    /// Rebuilds weft's nftables table from the store. Serialized by a lock
+    /// file so that two processes changing networks at once cannot apply
+    /// an older list last.
+    pub fn sync_firewall(&self) -> Result<()> {
+        let _lock = lock(&self.state_dir.join("firewall.lock"))?;
+        let nets = self.store.networks()?;
+        let rules: Vec<NetRules> = nets.iter().map(NetRules::from).collect();
+        if !rules.is_empty() {
+            weft_firewall::enable_forwarding(nets.iter().any(|n| n.subnet6.is_some()))?;
+        }
+        Firewall::new().apply(&rules)?;
+        Ok(())
+    }
+}
+
+/// An exclusive advisory lock held until the returned file is dropped.
+pub fn lock(path: &Path) -> Result<File> {
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("open lock {}", path.display()))?;
+    // SAFETY: flock on an fd we own; it is released when the file closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!("lock {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// The kernel's boot id: changes on every boot, so endpoint records from an
+/// earlier boot are recognisably stale.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// weft changes the network: it needs CAP_NET_ADMIN (root normally has it).
+pub fn require_net_admin() -> Result<()> {
+    const CAP_NET_ADMIN: u32 = 12;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    if eff & (1 << CAP_NET_ADMIN) == 0 {
+        bail!("permission denied: weft needs root (CAP_NET_ADMIN) to change the network; run it with sudo");
+    }
+    Ok(())
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

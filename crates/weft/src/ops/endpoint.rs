@@ -1,0 +1,132 @@
+//! Attaching a container to a network and detaching it.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use weft_datapath::plug::{self, PlugSpec};
+use weft_datapath::Netns;
+use weft_model::endpoint::check_container_name;
+use weft_model::{names, Endpoint, EndpointKey, Mac};
+use weft_store::EndpointRequest;
+
+use super::context::now;
+use super::{failpoint, network, Context};
+
+/// Where the container's network namespace is.
+#[derive(Debug, Clone)]
+pub enum NetnsRef {
+    Path(PathBuf),
+    Pid(u32),
+    /// `/var/run/netns/CONTAINER`, what `ip netns add CONTAINER` makes.
+    Named,
+}
+
+pub struct AttachRequest {
+    pub network: String,
+    pub container: String,
+    pub netns: NetnsRef,
+    pub ifname: String,
+    pub ip: Option<Ipv4Addr>,
+    pub ip6: Option<Ipv6Addr>,
+    pub mac: Option<Mac>,
+}
+
+pub fn endpoint_alias(key: &EndpointKey) -> String {
+    format!("weft:ep={}/{}/{}", key.network, key.container, key.ifname)
+}
+
+pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
+    check_container_name(&req.container)?;
+    names::check_ifname(&req.ifname)?;
+    let netns = match &req.netns {
+        NetnsRef::Path(p) => Netns::open(p)?,
+        NetnsRef::Pid(pid) => Netns::of_pid(*pid)?,
+        NetnsRef::Named => Netns::open(format!("/var/run/netns/{}", req.container))
+            .map_err(|e| anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)"))?,
+    };
+    let Some(net) = ctx.store.network(&req.network)? else {
+        bail!("network {} does not exist", req.network);
+    };
+    // A network whose bridge is gone (reboot, manual deletion) is rebuilt
+    // here rather than failing every attach until someone runs gc.
+    let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
+        Some(b) => b,
+        None => {
+            network::build(ctx, &net)?;
+            ctx.host()?.link_by_name(&net.bridge)?.ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
+        }
+    };
+
+    let host_veth = names::host_veth_name(&req.network, &req.container, &req.ifname);
+    let ep = ctx.store.reserve_endpoint(&EndpointRequest {
+        network: req.network.clone(),
+        container: req.container.clone(),
+        ifname: req.ifname.clone(),
+        netns: netns.path().display().to_string(),
+        ip: req.ip,
+        ip6: req.ip6,
+        mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &req.ifname])),
+        host_veth: host_veth.clone(),
+        boot_id: ctx.boot_id.clone(),
+        pid: std::process::id(),
+        created: now(),
+    })?;
+    failpoint::hit("attach-after-reserve");
+
+    let alias = endpoint_alias(&ep.key());
+    let spec = PlugSpec {
+        bridge_index: bridge.index,
+        host_veth: &host_veth,
+        alias: &alias,
+        ifname: &ep.ifname,
+        mac: ep.mac,
+        mtu: net.mtu,
+        address: ep.address,
+        address6: ep.address6,
+        gateway: ep.gateway,
+        gateway6: ep.gateway6,
+    };
+    let done = plug::plug(ctx.host()?, &netns, &spec).and_then(|()| {
+        failpoint::hit("attach-after-plug");
+        Ok(())
+    });
+    let done = done.map_err(anyhow::Error::from).and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
+    if let Err(e) = done {
+        let _ = plug::unplug(ctx.host()?, &host_veth);
+        let _ = ctx.store.remove_endpoint(&ep.key());
+        return Err(e.context(format!("attach {} to {}", req.container, req.network)));
+    }
+    Ok(Endpoint { state: weft_model::EndpointState::Ready, ..ep })
+}
+
+/// Removes the container's endpoints on the network (one per ifname, or
+/// just `ifname`). Returns what was removed.
+pub fn detach(ctx: &mut Context, network: &str, container: &str, ifname: Option<&str>) -> Result<Vec<Endpoint>> {
+    if ctx.store.network(network)?.is_none() {
+        bail!("network {network} does not exist");
+    }
+    let eps: Vec<Endpoint> = ctx
+        .store
+        .endpoints(Some(network))?
+        .into_iter()
+        .filter(|e| e.container == container && ifname.is_none_or(|i| e.ifname == i))
+        .collect();
+    if eps.is_empty() {
+        bail!("container {container} is not attached to network {network}");
+    }
+    for ep in &eps {
+        teardown(ctx, ep)?;
+    }
+    Ok(eps)
+}
+
+/// Deletes the veth (the container end goes with it), then the record and
+/// with it the address. A crash in between leaves a record whose veth is
+/// gone, which `weft gc` removes.
+pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
+    plug::unplug(ctx.host()?, &ep.host_veth)
+        .with_context(|| format!("detach {} from {}", ep.container, ep.network))?;
+    ctx.store.remove_endpoint(&ep.key())?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Crash injection for tests: `WEFT_FAILPOINT=NAME` makes the process kill
+//! itself with SIGKILL at the point NAME, as a crash or `kill -9` would.
+//! Costs one environment lookup per point.
+
+pub fn hit(name: &str) {
+    if std::env::var_os("WEFT_FAILPOINT").is_some_and(|v| v == name) {
+        // SAFETY: raise has no memory-safety preconditions.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}

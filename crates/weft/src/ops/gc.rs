@@ -1,0 +1,114 @@
+//! Repairs what a crash, a reboot or a vanished container left behind.
+//! The store is the truth for what should exist; links carry an alias
+//! ("weft:...") that marks them as weft's, so foreign links are never
+//! touched.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+use weft_datapath::{bridge, plug, Netns};
+use weft_model::{Endpoint, EndpointState};
+
+use super::{network, Context};
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Endpoints removed from the store (container gone, crash, reboot).
+    pub endpoints: Vec<String>,
+    /// weft veths deleted because no endpoint owns them.
+    pub veths: Vec<String>,
+    /// weft bridges deleted because no network owns them.
+    pub bridges: Vec<String>,
+    /// Networks whose bridge was rebuilt.
+    pub repaired: Vec<String>,
+}
+
+/// Why an endpoint record is stale, or None when it is live.
+fn stale(ep: &Endpoint, boot_id: &str, live_veths: &HashSet<String>) -> Option<&'static str> {
+    if ep.boot_id != boot_id {
+        return Some("host rebooted");
+    }
+    if ep.state == EndpointState::Creating {
+        return if pid_alive(ep.pid) { None } else { Some("attach was interrupted") };
+    }
+    if !Path::new(&ep.netns).exists() || Netns::open(&ep.netns).is_err() {
+        return Some("netns is gone");
+    }
+    if !live_veths.contains(&ep.host_veth) {
+        return Some("veth is gone");
+    }
+    None
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid != 0 && unsafe { libc::kill(pid as i32, 0) } == 0
+}
+
+/// Drops endpoint records of an earlier boot: their namespaces and veths
+/// died with it. Cheap (one meta read) when the boot id is unchanged, so
+/// every mutating command calls it.
+pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
+    if ctx.store.meta("boot_id")?.as_deref() == Some(ctx.boot_id.as_str()) {
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    for ep in ctx.store.endpoints(None)? {
+        if ep.boot_id != ctx.boot_id {
+            ctx.store.remove_endpoint(&ep.key())?;
+            removed.push(ep.key().to_string());
+        }
+    }
+    let boot = ctx.boot_id.clone();
+    ctx.store.set_meta("boot_id", &boot)?;
+    Ok(removed)
+}
+
+pub fn run(ctx: &mut Context) -> Result<Report> {
+    let mut report = Report { endpoints: reclaim_after_reboot(ctx)?, ..Default::default() };
+    let links = ctx.host()?.links()?;
+    let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
+
+    for ep in ctx.store.endpoints(None)? {
+        if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
+            plug::unplug(ctx.host()?, &ep.host_veth)?;
+            ctx.store.remove_endpoint(&ep.key())?;
+            report.endpoints.push(format!("{} ({why})", ep.key()));
+        }
+    }
+
+    let nets = ctx.store.networks()?;
+    let owned_veths: HashSet<String> =
+        ctx.store.endpoints(None)?.into_iter().map(|e| e.host_veth).collect();
+    let owned_bridges: HashSet<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
+    for l in &links {
+        if !bridge::is_weft_link(l) {
+            continue;
+        }
+        let alias = l.alias.as_deref().unwrap_or_default();
+        if alias.starts_with("weft:ep=") && !owned_veths.contains(&l.name) {
+            // An attach still in progress owns its veth through a Creating
+            // record, which is in owned_veths; anything else is a leak.
+            if plug::unplug(ctx.host()?, &l.name)? {
+                report.veths.push(l.name.clone());
+            }
+        } else if alias.starts_with("weft:net=")
+            && l.kind.as_deref() == Some("bridge")
+            && !owned_bridges.contains(l.name.as_str())
+            && bridge::delete_bridge(ctx.host()?, &l.name)?
+        {
+            report.bridges.push(l.name.clone());
+        }
+    }
+
+    for net in &nets {
+        if !live.contains(&net.bridge) {
+            network::build(ctx, net)?;
+            report.repaired.push(net.name.clone());
+        }
+    }
+    ctx.sync_firewall()?;
+    Ok(report)
+}

@@ -1,0 +1,113 @@
+//! Creating, repairing and removing networks: store record, bridge,
+//! firewall. Each step is undone if a later one fails.
+
+use anyhow::{bail, Context as _, Result};
+use ipnet::IpNet;
+use weft_datapath::bridge::{self, BridgeSpec};
+use weft_datapath::Netlink;
+use weft_model::network::NetworkSpec;
+use weft_model::{Mac, Network};
+
+use super::context::now;
+use super::{endpoint, failpoint, Context};
+
+pub fn bridge_alias(network: &str) -> String {
+    format!("weft:net={network}")
+}
+
+/// Subnets already in use on the host: its routes and addresses, except
+/// default routes and weft's own bridges (those are weft networks, which
+/// the store checks itself).
+pub fn host_taken(nl: &mut Netlink) -> Result<Vec<IpNet>> {
+    let links = nl.links()?;
+    let weft_bridge = |idx: Option<u32>| {
+        idx.and_then(|i| links.iter().find(|l| l.index == i))
+            .is_some_and(|l| bridge::is_weft_link(l) && l.kind.as_deref() == Some("bridge"))
+    };
+    let mut taken = Vec::new();
+    for r in nl.routes()? {
+        if r.dest.prefix_len() > 0 && !weft_bridge(r.oif) && !is_link_local(r.dest) {
+            taken.push(r.dest.trunc());
+        }
+    }
+    for a in nl.addresses()? {
+        if !weft_bridge(Some(a.ifindex)) && !is_link_local(a.addr) && !a.addr.addr().is_loopback()
+        {
+            taken.push(a.addr.trunc());
+        }
+    }
+    taken.sort();
+    taken.dedup();
+    Ok(taken)
+}
+
+fn is_link_local(n: IpNet) -> bool {
+    match n {
+        IpNet::V4(v) => v.addr().is_link_local(),
+        IpNet::V6(v) => (v.addr().segments()[0] & 0xffc0) == 0xfe80 || v.addr().is_multicast(),
+    }
+}
+
+pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
+    let taken = host_taken(ctx.host()?)?;
+    let net = ctx.store.create_network(spec, &taken, now())?;
+    failpoint::hit("network-create-after-store");
+    if let Err(e) = build(ctx, &net) {
+        let _ = ctx.store.remove_network(&net.name);
+        // The bridge may exist half-made; sync drops our rules for it.
+        let _ = bridge::delete_bridge(ctx.host()?, &net.bridge);
+        let _ = ctx.sync_firewall();
+        return Err(e.context(format!("create network {}", net.name)));
+    }
+    Ok(net)
+}
+
+/// Brings the kernel in line with a stored network: bridge with gateway
+/// address, up, and firewall rules. Also repairs a network whose bridge
+/// vanished (host reboot, someone deleted it).
+pub fn build(ctx: &mut Context, net: &Network) -> Result<()> {
+    let alias = bridge_alias(&net.name);
+    let spec = BridgeSpec {
+        name: &net.bridge,
+        alias: &alias,
+        mac: Mac::derive(&["bridge", &net.name]),
+        mtu: net.mtu,
+        gateway: net.gateway_cidr(),
+        gateway6: net.gateway6_cidr(),
+    };
+    let created = bridge::ensure_bridge(ctx.host()?, &spec)?;
+    if let Err(e) = ctx.sync_firewall() {
+        if created {
+            let _ = bridge::delete_bridge(ctx.host()?, &net.bridge);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Network> {
+    let Some(net) = ctx.store.network(name)? else {
+        bail!("network {name} does not exist");
+    };
+    let eps = ctx.store.endpoints(Some(name))?;
+    if !eps.is_empty() {
+        if !force {
+            let names: Vec<&str> = eps.iter().map(|e| e.container.as_str()).take(5).collect();
+            bail!(
+                "network {name} has {} endpoint(s) ({}{}); detach them or use --force",
+                eps.len(),
+                names.join(", "),
+                if eps.len() > 5 { ", ..." } else { "" }
+            );
+        }
+        for ep in &eps {
+            endpoint::teardown(ctx, ep)?;
+        }
+    }
+    ctx.store.remove_network(name)?;
+    let deleted = bridge::delete_bridge(ctx.host()?, &net.bridge)
+        .with_context(|| format!("delete bridge {} of network {name}", net.bridge));
+    ctx.sync_firewall()?;
+    deleted?;
+    Ok(net)
+}
