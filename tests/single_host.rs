@@ -66,7 +66,8 @@ fn seed_scenario_two_containers_on_a_bridge() {
     for e in [&ea, &eb] {
         let l = &sb.host.ip_json(&format!("link show {}", s(&e["host_veth"])))[0];
         assert_eq!(s(&l["master"]), "weft-front");
-        let fdb: Value = serde_json::from_str(&sb.host.sh("bridge -j fdb show br weft-front")).unwrap();
+        let fdb: Value =
+            serde_json::from_str(&sb.host.sh("bridge -j fdb show br weft-front")).unwrap();
         let entry = fdb.as_array().unwrap().iter().find(|f| s(&f["mac"]) == s(&e["mac"]));
         let entry = entry.unwrap_or_else(|| panic!("{} not in FDB: {fdb}", s(&e["mac"])));
         assert_eq!(s(&entry["ifname"]), s(&e["host_veth"]));
@@ -91,7 +92,15 @@ fn seed_scenario_two_containers_on_a_bridge() {
 #[test]
 fn ipv6_dual_stack() {
     let mut sb = Sandbox::new();
-    sb.weft_ok(&["network", "create", "six", "--subnet", "172.31.0.0/24", "--subnet6", "fd00:31::/64"]);
+    sb.weft_ok(&[
+        "network",
+        "create",
+        "six",
+        "--subnet",
+        "172.31.0.0/24",
+        "--subnet6",
+        "fd00:31::/64",
+    ]);
     let a = sb.container("c1");
     let b = sb.container("c2");
     let ea = sb.attach("six", a, &[]);
@@ -101,11 +110,16 @@ fn ipv6_dual_stack() {
     assert!(sb.c(a).try_sh("ping -6 -c 1 -W 2 fd00:31::3"), "v6 ping failed");
     assert!(sb.c(b).try_sh("ping -6 -c 1 -W 2 fd00:31::1"), "v6 ping to gateway failed");
     let routes = sb.c(a).ip_json("-6 route show");
-    let def = routes.as_array().unwrap().iter().find(|r| s(&r["dst"]) == "default").expect("v6 default");
+    let def =
+        routes.as_array().unwrap().iter().find(|r| s(&r["dst"]) == "default").expect("v6 default");
     assert_eq!(s(&def["gateway"]), "fd00:31::1");
     let neigh = sb.c(a).ip_json("-6 neigh show dev eth0");
     assert!(
-        neigh.as_array().unwrap().iter().any(|n| s(&n["dst"]) == "fd00:31::3" && s(&n["lladdr"]) == s(&eb["mac"])),
+        neigh
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| s(&n["dst"]) == "fd00:31::3" && s(&n["lladdr"]) == s(&eb["mac"])),
         "no NDP entry for the peer: {neigh}"
     );
 }

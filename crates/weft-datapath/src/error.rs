@@ -5,8 +5,8 @@ pub type Result<T, E = DatapathError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
     /// A netlink request the kernel refused; `op` says what weft was doing.
-    #[error("{op}: {source}")]
-    Kernel { op: String, source: io::Error },
+    #[error("{op}: {cause}")]
+    Kernel { op: String, cause: io::Error },
     #[error("netns {path}: {why}")]
     Netns { path: String, why: String },
     #[error("interface {name} already exists and was not made by weft; choose another name with --bridge")]
@@ -18,7 +18,7 @@ pub enum DatapathError {
 impl DatapathError {
     pub fn errno(&self) -> Option<i32> {
         match self {
-            DatapathError::Kernel { source, .. } => source.raw_os_error(),
+            DatapathError::Kernel { cause, .. } => cause.raw_os_error(),
             _ => None,
         }
     }
@@ -39,6 +39,6 @@ pub trait OpContext<T> {
 
 impl<T> OpContext<T> for std::result::Result<T, io::Error> {
     fn op(self, f: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| DatapathError::Kernel { op: f(), source })
+        self.map_err(|cause| DatapathError::Kernel { op: f(), cause })
     }
 }

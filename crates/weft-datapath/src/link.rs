@@ -201,11 +201,12 @@ impl Netlink {
             m.attributes.push(RouteAttribute::Gateway(route_addr(gw)));
         }
         m.attributes.push(RouteAttribute::Oif(oif));
-        self.exec(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL).op(|| match gateway
-        {
-            Some(gw) => format!("add route {dest} via {gw}"),
-            None => format!("add route {dest}"),
-        })
+        self.exec(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL).op(
+            || match gateway {
+                Some(gw) => format!("add route {dest} via {gw}"),
+                None => format!("add route {dest}"),
+            },
+        )
     }
 }
 

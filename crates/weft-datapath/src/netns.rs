@@ -46,7 +46,10 @@ impl Netns {
     pub fn of_pid(pid: u32) -> Result<Netns> {
         let p = format!("/proc/{pid}/ns/net");
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(DatapathError::Netns { path: p, why: format!("no process with pid {pid}") });
+            return Err(DatapathError::Netns {
+                path: p,
+                why: format!("no process with pid {pid}"),
+            });
         }
         Netns::open(p)
     }
@@ -84,7 +87,7 @@ impl Netns {
         self.run(|| {
             Netlink::new().map_err(|e| DatapathError::Kernel {
                 op: format!("open netlink socket in {}", self.path.display()),
-                source: e,
+                cause: e,
             })
         })
     }
@@ -98,7 +101,7 @@ impl Netns {
 
 /// A netlink socket in the caller's own namespace (weft's "host").
 pub fn host_netlink() -> Result<Netlink> {
-    Netlink::new().map_err(|e| DatapathError::Kernel { op: "open netlink socket".into(), source: e })
+    Netlink::new().map_err(|e| DatapathError::Kernel { op: "open netlink socket".into(), cause: e })
 }
 
 /// Inode of the calling thread's network namespace.

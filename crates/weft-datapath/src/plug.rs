@@ -6,7 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 use weft_model::Mac;
 
@@ -50,8 +52,9 @@ pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
 }
 
 fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) -> Result<()> {
+    // The peer cannot be created up: veth_open fails with ENOTCONN until
+    // both ends exist. It is brought up from inside the container.
     let mut peer = LinkMessage::default();
-    up_flags(&mut peer);
     peer.attributes.push(LinkAttribute::IfName(spec.ifname.to_string()));
     peer.attributes.push(LinkAttribute::Address(spec.mac.0.to_vec()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
@@ -78,7 +81,7 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
         } else {
             DatapathError::Kernel {
                 op: format!("create veth pair {} / {}", spec.host_veth, spec.ifname),
-                source: e,
+                cause: e,
             }
         }
     })
@@ -91,6 +94,7 @@ fn configure_container(ns: &mut Netlink, spec: &PlugSpec) -> Result<()> {
         .link_by_name(spec.ifname)?
         .ok_or_else(|| DatapathError::Other(format!("{} vanished in the container", spec.ifname)))?
         .index;
+    ns.set_up(ifindex, spec.ifname)?;
     ns.add_address(ifindex, spec.ifname, IpNet::V4(spec.address), true)?;
     if let Some(a6) = spec.address6 {
         ns.add_address(ifindex, spec.ifname, IpNet::V6(a6), true)?;

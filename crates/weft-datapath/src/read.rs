@@ -105,12 +105,16 @@ impl Netlink {
                     AddressFamily::Inet => [0u8; 4].into(),
                     _ => [0u8; 16].into(),
                 };
-                let Ok(dest) =
-                    IpNet::new(dest.unwrap_or(zero), r.header.destination_prefix_length)
+                let Ok(dest) = IpNet::new(dest.unwrap_or(zero), r.header.destination_prefix_length)
                 else {
                     continue;
                 };
-                out.push(Route { dest, gateway, oif, scope_link: r.header.scope == RouteScope::Link });
+                out.push(Route {
+                    dest,
+                    gateway,
+                    oif,
+                    scope_link: r.header.scope == RouteScope::Link,
+                });
             }
         }
         Ok(out)
@@ -158,7 +162,8 @@ impl Netlink {
     pub fn fdb(&mut self) -> Result<Vec<FdbEntry>> {
         let mut req = NeighbourMessage::default();
         req.header.family = AddressFamily::Bridge;
-        let v = self.dump(RouteNetlinkMessage::GetNeighbour(req)).op(|| "list bridge FDB".into())?;
+        let v =
+            self.dump(RouteNetlinkMessage::GetNeighbour(req)).op(|| "list bridge FDB".into())?;
         let mut out = Vec::new();
         for m in v {
             let RouteNetlinkMessage::NewNeighbour(n) = m else { continue };

@@ -12,7 +12,9 @@ use std::collections::{BTreeSet, HashSet};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use nftables::batch::Batch;
-use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT};
+use nftables::expr::{
+    Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
+};
 use nftables::schema::{
     Chain, Element, NfListObject, Nftables, Rule, Set, SetFlag, SetType, SetTypeValue, Table,
 };
@@ -42,9 +44,8 @@ const PRIO_SRCNAT: i32 = 100;
 /// is only removed. Bridge names must have passed `check` (apply does it).
 pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
     let t = |s: &str| -> Cow<'static, str> { Cow::Owned(s.to_string()) };
-    let table_obj = || {
-        NfListObject::Table(Table { family: NfFamily::INet, name: t(table), handle: None })
-    };
+    let table_obj =
+        || NfListObject::Table(Table { family: NfFamily::INet, name: t(table), handle: None });
     let mut b = Batch::new();
     b.add(table_obj());
     b.delete(table_obj());
@@ -150,11 +151,7 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
             "isolation: no traffic between two weft networks",
             vec![is(iif(), BRIDGES), is(oif(), BRIDGES), drop()],
         ),
-        (
-            FORWARD,
-            "no unsolicited connections into containers",
-            vec![is(oif(), BRIDGES), drop()],
-        ),
+        (FORWARD, "no unsolicited connections into containers", vec![is(oif(), BRIDGES), drop()]),
         (FORWARD, "containers may open connections out", vec![is(iif(), BRIDGES), accept()]),
         (
             POSTROUTING,
@@ -190,15 +187,24 @@ fn elements(nets: &[NetRules]) -> Vec<(&'static str, Vec<Expression<'static>>)> 
         (sets::INTERNAL, internal.iter().map(|b| s(b)).collect()),
         (
             sets::SAME_BRIDGE,
-            bridges.iter().map(|b| Expression::Named(NamedExpression::Concat(vec![s(b), s(b)]))).collect(),
+            bridges
+                .iter()
+                .map(|b| Expression::Named(NamedExpression::Concat(vec![s(b), s(b)])))
+                .collect(),
         ),
         (
             sets::MASQ4,
-            Ipv4Net::aggregate(&v4).iter().map(|n| prefix(n.network().to_string(), n.prefix_len())).collect(),
+            Ipv4Net::aggregate(&v4)
+                .iter()
+                .map(|n| prefix(n.network().to_string(), n.prefix_len()))
+                .collect(),
         ),
         (
             sets::MASQ6,
-            Ipv6Net::aggregate(&v6).iter().map(|n| prefix(n.network().to_string(), n.prefix_len())).collect(),
+            Ipv6Net::aggregate(&v6)
+                .iter()
+                .map(|n| prefix(n.network().to_string(), n.prefix_len()))
+                .collect(),
         ),
     ]
 }
@@ -221,12 +227,80 @@ fn is_not(left: Expression<'static>, set: &str) -> Statement<'static> {
 
 /// `ct <key> a,b`: a bitmask test, hence `in`.
 fn ct(key: &'static str, values: &[&'static str]) -> Statement<'static> {
-    let mut v: Vec<Expression<'static>> = values.iter().map(|s| Expression::String((*s).into())).collect();
+    let mut v: Vec<Expression<'static>> =
+        values.iter().map(|s| Expression::String((*s).into())).collect();
     let right = if v.len() == 1 { v.remove(0) } else { Expression::List(v) };
-    let left = Expression::Named(NamedExpression::CT(CT { key: key.into(), family: None, dir: None }));
+    let left =
+        Expression::Named(NamedExpression::CT(CT { key: key.into(), family: None, dir: None }));
     Statement::Match(Match { left, right, op: Operator::IN })
 }
 
 #[cfg(test)]
-#[path = "ruleset_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use nftables::schema::{NfCmd, NfObject};
+
+    fn net(name: &str, subnet: &str, subnet6: Option<&str>, internal: bool) -> NetRules {
+        NetRules {
+            name: name.into(),
+            bridge: format!("weft-{name}"),
+            subnet: subnet.parse().unwrap(),
+            subnet6: subnet6.map(|s| s.parse().unwrap()),
+            internal,
+        }
+    }
+
+    /// One command per line: reviewable in a diff.
+    fn lines(rs: &Nftables) -> String {
+        rs.objects.iter().map(|o| serde_json::to_string(o).unwrap() + "\n").collect()
+    }
+
+    fn count(rs: &Nftables, pred: impl Fn(&NfListObject) -> bool) -> usize {
+        rs.objects
+            .iter()
+            .filter(|o| matches!(o, NfObject::CmdObject(NfCmd::Add(x)) if pred(x)))
+            .count()
+    }
+
+    #[test]
+    fn snapshot_two_networks() {
+        let nets = [
+            net("front", "10.89.0.0/24", Some("fd00:89::/64"), false),
+            net("back", "10.89.1.0/24", None, true),
+        ];
+        insta::assert_snapshot!(lines(&ruleset("weft", &nets)));
+    }
+
+    #[test]
+    fn rules_do_not_grow_with_networks() {
+        let rules = |n: usize| {
+            let nets: Vec<_> = (0..n)
+                .map(|i| net(&format!("n{i}"), &format!("10.9.{i}.0/24"), None, i % 2 == 0))
+                .collect();
+            count(&ruleset("weft", &nets), |x| matches!(x, NfListObject::Rule(_)))
+        };
+        assert_eq!(rules(1), 10);
+        assert_eq!(rules(2), rules(200));
+    }
+
+    #[test]
+    fn no_networks_only_removes_the_table() {
+        let rs = ruleset("weft", &[]);
+        assert_eq!(rs.objects.len(), 2);
+        assert!(matches!(
+            &rs.objects[1],
+            NfObject::CmdObject(NfCmd::Delete(NfListObject::Table(_)))
+        ));
+    }
+
+    #[test]
+    fn elements_are_deduplicated_and_merged() {
+        let mut a = net("a", "10.1.0.0/25", None, false);
+        let b = net("b", "10.1.0.128/25", None, false);
+        a.bridge = b.bridge.clone();
+        let e = elements(&[a, b]);
+        let json = |i: usize| serde_json::to_string(&e[i].1).unwrap();
+        assert_eq!(json(0), r#"["weft-b"]"#);
+        assert_eq!(json(3), r#"[{"prefix":{"addr":"10.1.0.0","len":24}}]"#);
+    }
+}

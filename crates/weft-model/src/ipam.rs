@@ -98,10 +98,7 @@ pub fn default_pool() -> impl Iterator<Item = Ipv4Net> {
 
 /// First pool subnet that overlaps none of `taken` (other networks, host
 /// routes and addresses).
-pub fn pick_subnet(
-    mut pool: impl Iterator<Item = Ipv4Net>,
-    taken: &[IpNet],
-) -> Option<Ipv4Net> {
+pub fn pick_subnet(mut pool: impl Iterator<Item = Ipv4Net>, taken: &[IpNet]) -> Option<Ipv4Net> {
     pool.find(|s| !taken.iter().any(|t| overlaps(IpNet::V4(*s), *t)))
 }
 

@@ -19,7 +19,9 @@ pub enum ModelError {
     BadIfname(String, &'static str),
     #[error("network name {0:?} is invalid: use 1-64 characters from [A-Za-z0-9_.-], starting with a letter or digit")]
     BadNetworkName(String),
-    #[error("container name {0:?} is invalid: use 1-253 printable characters without '/' or spaces")]
+    #[error(
+        "container name {0:?} is invalid: use 1-253 printable characters without '/' or spaces"
+    )]
     BadContainerName(String),
     #[error("gateway {gateway} is outside subnet {subnet}")]
     GatewayOutsideSubnet { gateway: String, subnet: String },

@@ -29,39 +29,21 @@ pub enum StoreError {
     #[error("no endpoint {0}")]
     NoSuchEndpoint(EndpointKey),
     #[error("address {addr} is not usable in {subnet}: {why}")]
-    BadAddress {
-        addr: IpAddr,
-        subnet: String,
-        why: &'static str,
-    },
+    BadAddress { addr: IpAddr, subnet: String, why: &'static str },
     #[error("address {addr} is already used by container {container:?}; pick another or let weft choose")]
     AddressInUse { addr: IpAddr, container: String },
     #[error("MAC {mac} is already used by container {container:?} on network {network:?}")]
-    MacInUse {
-        mac: Mac,
-        network: String,
-        container: String,
-    },
+    MacInUse { mac: Mac, network: String, container: String },
     #[error("network {network:?} has no free address left in {subnet}; detach a container or use a larger subnet")]
     SubnetExhausted { network: String, subnet: IpNet },
     #[error(transparent)]
     Invalid(#[from] ModelError),
     #[error("{context}: {source}")]
-    Db {
-        context: String,
-        source: rusqlite::Error,
-    },
+    Db { context: String, source: rusqlite::Error },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
     #[error("store {path}: schema version {found} is newer than this weft understands ({supported}); upgrade weft")]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("create state directory {path}: {source}")]
-    StateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    StateDir { path: PathBuf, source: std::io::Error },
 }

@@ -59,11 +59,17 @@ pub enum Outcome {
     TooNew(i64),
 }
 
-/// Brings the schema to [`VERSION`]. Runs under `BEGIN IMMEDIATE`, so when
-/// several processes open a fresh store at once exactly one creates the tables.
+/// Brings the schema to [`VERSION`]. Changes run under `BEGIN IMMEDIATE` and
+/// re-read the version, so when several processes open a fresh store at once
+/// exactly one creates the tables.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Outcome> {
+    // The common case, an up-to-date store, needs no write lock.
+    let found = user_version(conn)?;
+    if found == VERSION {
+        return Ok(Outcome::Current);
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let found = user_version(&tx)?;
     if found > VERSION {
         return Ok(Outcome::TooNew(found));
     }
@@ -75,4 +81,8 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Outcome> {
     }
     tx.commit()?;
     Ok(Outcome::Current)
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
 }

@@ -38,7 +38,10 @@ fn assert_all_distinct(state: &Path) {
 fn stores_on_threads_never_share_an_address() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_path_buf();
-    SqliteStore::open(&state).unwrap().create_network(&spec("shared", "10.9.0.0/16"), &[], 0).unwrap();
+    SqliteStore::open(&state)
+        .unwrap()
+        .create_network(&spec("shared", "10.9.0.0/16"), &[], 0)
+        .unwrap();
     let start = Arc::new(Barrier::new(WORKERS));
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
@@ -93,7 +96,10 @@ fn processes_never_share_an_address() {
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().to_path_buf();
-    SqliteStore::open(&state).unwrap().create_network(&spec("shared", "10.9.0.0/16"), &[], 0).unwrap();
+    SqliteStore::open(&state)
+        .unwrap()
+        .create_network(&spec("shared", "10.9.0.0/16"), &[], 0)
+        .unwrap();
     let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() + 500;
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..WORKERS)

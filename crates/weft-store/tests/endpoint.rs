@@ -108,7 +108,10 @@ fn released_address_is_not_reused_at_once() {
         .map(|c| s.reserve_endpoint(&req("a", c)).unwrap().address.to_string())
         .collect();
     assert_eq!(next, ["10.0.0.5/29", "10.0.0.6/29", "10.0.0.3/29"]);
-    assert!(matches!(s.reserve_endpoint(&req("a", "full")), Err(StoreError::SubnetExhausted { .. })));
+    assert!(matches!(
+        s.reserve_endpoint(&req("a", "full")),
+        Err(StoreError::SubnetExhausted { .. })
+    ));
 }
 
 #[test]
@@ -186,7 +189,10 @@ fn ipv6_is_allocated_alongside_ipv4() {
     let mut r = req("d", "c3");
     r.ip6 = Some("fd00:1::2".parse().unwrap());
     let err = s.reserve_endpoint(&r).unwrap_err();
-    assert!(matches!(&err, StoreError::AddressInUse { container, .. } if container == "c1"), "{err}");
+    assert!(
+        matches!(&err, StoreError::AddressInUse { container, .. } if container == "c1"),
+        "{err}"
+    );
     r.ip6 = Some("fd00:1::".parse().unwrap());
     assert!(matches!(s.reserve_endpoint(&r), Err(StoreError::BadAddress { .. })));
     r.ip6 = Some("fd00:1::abcd".parse().unwrap());
@@ -252,15 +258,11 @@ fn endpoints_sorted_by_network_then_address() {
         .into_iter()
         .map(|e| (e.network, IpAddr::V4(e.address.addr())))
         .collect();
-    let want: Vec<(String, IpAddr)> = [
-        ("a", "10.1.0.30"),
-        ("a", "10.1.0.200"),
-        ("b", "10.2.0.9"),
-        ("b", "10.2.0.10"),
-    ]
-    .iter()
-    .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
-    .collect();
+    let want: Vec<(String, IpAddr)> =
+        [("a", "10.1.0.30"), ("a", "10.1.0.200"), ("b", "10.2.0.9"), ("b", "10.2.0.10")]
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.parse().unwrap()))
+            .collect();
     assert_eq!(all, want);
     assert_eq!(addrs(&s, "b"), ["10.2.0.9/24", "10.2.0.10/24"]);
     assert!(s.endpoints(Some("none")).unwrap().is_empty());

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "Container networks for Linux: bridges, veth pairs, IPAM, NAT, isolation")]
+#[command(
+    name = "weft",
+    version,
+    about = "Container networks for Linux: bridges, veth pairs, IPAM, NAT, isolation"
+)]
 struct Cli {
     /// Where weft keeps its state (an embedded database).
     #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]

@@ -68,7 +68,17 @@ pub fn network_table(views: &[NetworkView]) {
         })
         .collect();
     table(
-        &["NAME", "DRIVER", "SUBNET", "GATEWAY", "SUBNET6", "BRIDGE", "MTU", "INTERNAL", "ENDPOINTS"],
+        &[
+            "NAME",
+            "DRIVER",
+            "SUBNET",
+            "GATEWAY",
+            "SUBNET6",
+            "BRIDGE",
+            "MTU",
+            "INTERNAL",
+            "ENDPOINTS",
+        ],
         &rows,
     );
 }
@@ -89,7 +99,10 @@ pub fn endpoint_table(eps: &[Endpoint]) {
             ]
         })
         .collect();
-    table(&["CONTAINER", "NETWORK", "IFNAME", "ADDRESS", "ADDRESS6", "MAC", "HOST VETH", "STATE"], &rows);
+    table(
+        &["CONTAINER", "NETWORK", "IFNAME", "ADDRESS", "ADDRESS6", "MAC", "HOST VETH", "STATE"],
+        &rows,
+    );
 }
 
 pub fn network_details(v: &NetworkView) {
@@ -102,7 +115,10 @@ pub fn network_details(v: &NetworkView) {
         println!("subnet6:   {s6} (gateway {g6})");
     }
     println!("mtu:       {}", n.mtu);
-    println!("internal:  {}", if n.internal { "yes (no NAT, no route out)" } else { "no (outbound NAT)" });
+    println!(
+        "internal:  {}",
+        if n.internal { "yes (no NAT, no route out)" } else { "no (outbound NAT)" }
+    );
     println!("endpoints: {}", v.endpoints.len());
     if !v.endpoints.is_empty() {
         println!();

@@ -31,12 +31,7 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
     check_container_name(&req.container)?;
     names::check_ifname(&req.ifname)?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let NetRow {
-        net,
-        hint4,
-        hint6,
-        endpoints,
-    } = network_row(&tx, &req.network)?;
+    let NetRow { net, hint4, hint6, endpoints } = network_row(&tx, &req.network)?;
 
     let key_taken = tx
         .prepare_cached(
@@ -51,12 +46,7 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
         .query_row((&req.network, req.mac.to_string()), |r| r.get(0))
         .optional()?;
     if let Some(container) = mac_owner {
-        return Err(StoreError::MacInUse {
-            mac: req.mac,
-            network: net.name,
-            container,
-        }
-        .into());
+        return Err(StoreError::MacInUse { mac: req.mac, network: net.name, container }.into());
     }
 
     let v4 = Family {
@@ -140,18 +130,23 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
 }
 
 fn network_row(tx: &Transaction, name: &str) -> Result<NetRow, Fail> {
-    let row: Option<(String, Option<u32>, Option<[u8; 16]>, u64)> = tx
+    let row = tx
         .prepare_cached("SELECT data, hint4, hint6, endpoint_count FROM networks WHERE name = ?1")?
-        .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .query_row([name], |r| {
+            let hint4: Option<u32> = r.get(1)?;
+            let hint6: Option<[u8; 16]> = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                hint4.map(|a| IpAddr::V4(a.into())),
+                hint6.map(|a| IpAddr::V6(a.into())),
+                r.get(3)?,
+            ))
+        })
         .optional()?;
     let (data, hint4, hint6, endpoints) =
         row.ok_or_else(|| StoreError::NoSuchNetwork(name.to_string()))?;
-    Ok(NetRow {
-        net: decode(&format_args!("network {name:?}"), &data)?,
-        hint4: hint4.map(|a| IpAddr::V4(a.into())),
-        hint6: hint6.map(|a| IpAddr::V6(a.into())),
-        endpoints,
-    })
+    let net = decode(&format_args!("network {name:?}"), &data)?;
+    Ok(NetRow { net, hint4, hint6, endpoints })
 }
 
 /// One address family of a network, as the allocator sees it.
@@ -177,11 +172,7 @@ fn pick(
     };
     let mut owner_of = tx.prepare_cached(column)?;
     if let Some(addr) = requested {
-        let bad = |why| StoreError::BadAddress {
-            addr,
-            subnet: fam.subnet.to_string(),
-            why,
-        };
+        let bad = |why| StoreError::BadAddress { addr, subnet: fam.subnet.to_string(), why };
         if !fam.subnet.contains(&addr) {
             return Err(bad("it is outside the subnet").into());
         }
@@ -191,19 +182,16 @@ fn pick(
         if addr == fam.gateway {
             return Err(bad("it is the gateway").into());
         }
-        let owner: Option<String> = owner_of
-            .query_row((network, sql_addr(addr)), |r| r.get(0))
-            .optional()?;
+        let owner: Option<String> =
+            owner_of.query_row((network, sql_addr(addr)), |r| r.get(0)).optional()?;
         if let Some(container) = owner {
             return Err(StoreError::AddressInUse { addr, container }.into());
         }
         return Ok((addr, None));
     }
 
-    let exhausted = || StoreError::SubnetExhausted {
-        network: network.to_string(),
-        subnet: fam.subnet,
-    };
+    let exhausted =
+        || StoreError::SubnetExhausted { network: network.to_string(), subnet: fam.subnet };
     // Every endpoint holds one address of the subnet and the gateway one
     // more: when they fill it, say so without probing every address.
     if u128::from(endpoints) >= ipam::capacity(fam.subnet).saturating_sub(1) {
@@ -274,8 +262,7 @@ pub(super) fn remove(conn: &Connection, key: &EndpointKey) -> Result<Option<Endp
     // Step to the end: the implicit commit happens there, and its error
     // would be lost if the statement were merely reset.
     while rows.next()?.is_some() {}
-    data.map(|d| decode(&format_args!("endpoint {key}"), &d))
-        .transpose()
+    data.map(|d| decode(&format_args!("endpoint {key}"), &d)).transpose()
 }
 
 pub(super) fn get(conn: &Connection, key: &EndpointKey) -> Result<Option<Endpoint>, Fail> {
@@ -285,8 +272,7 @@ pub(super) fn get(conn: &Connection, key: &EndpointKey) -> Result<Option<Endpoin
         )?
         .query_row((&key.network, &key.container, &key.ifname), |r| r.get(0))
         .optional()?;
-    data.map(|d| decode(&format_args!("endpoint {key}"), &d))
-        .transpose()
+    data.map(|d| decode(&format_args!("endpoint {key}"), &d)).transpose()
 }
 
 pub(super) fn list(conn: &Connection, network: Option<&str>) -> Result<Vec<Endpoint>, Fail> {
@@ -301,11 +287,7 @@ pub(super) fn list(conn: &Connection, network: Option<&str>) -> Result<Vec<Endpo
     };
     let params: Vec<&str> = network.into_iter().collect();
     let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
-        let key = EndpointKey {
-            network: r.get(0)?,
-            container: r.get(1)?,
-            ifname: r.get(2)?,
-        };
+        let key = EndpointKey { network: r.get(0)?, container: r.get(1)?, ifname: r.get(2)? };
         Ok((key, r.get::<_, String>(3)?))
     })?;
     let mut out = Vec::new();

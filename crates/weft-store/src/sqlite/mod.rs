@@ -73,10 +73,7 @@ fn encode<T: serde::Serialize>(record: &T) -> Result<String, Fail> {
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
 }
 
 /// Runs `op` until it stops failing with "busy". SQLite's own busy handler
@@ -101,15 +98,14 @@ fn connect(path: &Path) -> Result<Connection, Fail> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // WAL: readers never wait for the writer, and a commit is one append.
-    // NORMAL: a crash of weft or of the machine can lose at most the last
-    // commits, never corrupt the file.
-    // A file system without shared memory keeps the rollback journal, which
-    // is still correct, only slower; so the answer is not checked.
+    // WAL: readers never wait for the writer, and a commit is one append
+    // without fsync. The mode is not checked: where WAL is impossible (no
+    // shared memory) SQLite keeps its rollback journal, slower but correct.
     let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    // NORMAL with WAL: a crash of weft or of the machine may lose the last
+    // commits, but never corrupts the file.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    if let Ok(v) = std::env::var("XX_CKPT") { conn.pragma_update(None, "wal_autocheckpoint", v.parse::<i64>().unwrap())?; }
     Ok(conn)
 }
 
@@ -121,23 +117,15 @@ impl SqliteStore {
             .recursive(true)
             .mode(0o700)
             .create(state_dir)
-            .map_err(|source| StoreError::StateDir {
-                path: state_dir.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
         let path = state_dir.join("weft.db");
         let fail = |e| into_error(&path, e);
         let mut conn = retry(|| connect(&path)).map_err(fail)?;
         match retry(|| Ok(schema::migrate(&mut conn)?)).map_err(fail)? {
-            Outcome::Current => Ok(SqliteStore {
-                path,
-                conn: Mutex::new(conn),
-            }),
-            Outcome::TooNew(found) => Err(StoreError::SchemaTooNew {
-                path,
-                found,
-                supported: schema::VERSION,
-            }),
+            Outcome::Current => Ok(SqliteStore { path, conn: Mutex::new(conn) }),
+            Outcome::TooNew(found) => {
+                Err(StoreError::SchemaTooNew { path, found, supported: schema::VERSION })
+            }
         }
     }
 
@@ -158,10 +146,7 @@ impl SqliteStore {
 
 fn into_error(path: &Path, e: Fail) -> StoreError {
     match e {
-        Fail::Db(source) => StoreError::Db {
-            context: format!("store {}", path.display()),
-            source,
-        },
+        Fail::Db(source) => StoreError::Db { context: format!("store {}", path.display()), source },
         Fail::Corrupt(what) => StoreError::Corrupt(format!("{}: {what}", path.display())),
         Fail::Store(e) => e,
     }

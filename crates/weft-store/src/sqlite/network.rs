@@ -30,28 +30,16 @@ pub(super) fn create(
     };
     let net = spec.build(subnet, created)?;
     if let Some(o) = others.iter().find(|o| o.bridge == net.bridge) {
-        return Err(StoreError::BridgeInUse {
-            bridge: net.bridge,
-            network: o.name.clone(),
-        }
-        .into());
+        return Err(StoreError::BridgeInUse { bridge: net.bridge, network: o.name.clone() }.into());
     }
     for subnet in net.subnets() {
         for o in &others {
             if o.subnets().into_iter().any(|s| ipam::overlaps(subnet, s)) {
-                return Err(StoreError::SubnetOverlap {
-                    subnet,
-                    network: o.name.clone(),
-                }
-                .into());
+                return Err(StoreError::SubnetOverlap { subnet, network: o.name.clone() }.into());
             }
         }
         if let Some(route) = host_taken.iter().find(|r| ipam::overlaps(subnet, **r)) {
-            return Err(StoreError::SubnetOverlapsHost {
-                subnet,
-                route: *route,
-            }
-            .into());
+            return Err(StoreError::SubnetOverlapsHost { subnet, route: *route }.into());
         }
     }
     tx.execute(
@@ -65,8 +53,7 @@ pub(super) fn create(
 pub(super) fn get(conn: &Connection, name: &str) -> Result<Option<Network>, Fail> {
     let mut stmt = conn.prepare_cached("SELECT data FROM networks WHERE name = ?1")?;
     let data: Option<String> = stmt.query_row([name], |r| r.get(0)).optional()?;
-    data.map(|d| decode(&format_args!("network {name:?}"), &d))
-        .transpose()
+    data.map(|d| decode(&format_args!("network {name:?}"), &d)).transpose()
 }
 
 pub(super) fn list(conn: &Connection) -> Result<Vec<Network>, Fail> {
@@ -83,19 +70,13 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<Network>, Fail> {
 pub(super) fn remove(conn: &mut Connection, name: &str) -> Result<Network, Fail> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let row: Option<(String, u64)> = tx
-        .query_row(
-            "SELECT data, endpoint_count FROM networks WHERE name = ?1",
-            [name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT data, endpoint_count FROM networks WHERE name = ?1", [name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     let (data, count) = row.ok_or_else(|| StoreError::NoSuchNetwork(name.to_string()))?;
     if count > 0 {
-        return Err(StoreError::HasEndpoints {
-            network: name.to_string(),
-            count,
-        }
-        .into());
+        return Err(StoreError::HasEndpoints { network: name.to_string(), count }.into());
     }
     let net = decode(&format_args!("network {name:?}"), &data)?;
     tx.execute("DELETE FROM networks WHERE name = ?1", [name])?;

@@ -86,7 +86,9 @@ fn step(n: u32, what: &str) {
 }
 
 fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
-    println!("weft demo: the seed's single-host container network, built in a throwaway sandbox netns");
+    println!(
+        "weft demo: the seed's single-host container network, built in a throwaway sandbox netns"
+    );
     let mut ctx = Context::open(state_dir)?;
     ctx.host()?.set_up(1, "lo")?;
 
@@ -101,7 +103,11 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
         },
     )?;
     println!("   $ weft network create demo --subnet 172.17.0.0/16 --bridge weft0");
-    println!("   bridge {} up, address {}, outbound NAT and isolation rules in table inet weft", net.bridge, net.gateway_cidr());
+    println!(
+        "   bridge {} up, address {}, outbound NAT and isolation rules in table inet weft",
+        net.bridge,
+        net.gateway_cidr()
+    );
 
     step(2, "two containers, each in its own network namespace, plugged in by a veth pair");
     let ns1 = container_netns()?;
@@ -120,7 +126,10 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
                 mac: None,
             },
         )?;
-        println!("   $ weft attach demo {name}   ->  eth0 {} ({}), host end {}", ep.address, ep.mac, ep.host_veth);
+        println!(
+            "   $ weft attach demo {name}   ->  eth0 {} ({}), host end {}",
+            ep.address, ep.mac, ep.host_veth
+        );
         eps.push(ep);
     }
 
@@ -128,21 +137,40 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
     let mut nl1 = Netns::open(ns_path(&ns1))?.netlink()?;
     for r in nl1.routes()?.iter().filter(|r| r.dest.addr().is_ipv4()) {
         let gw = r.gateway.map(|g| g.to_string()).unwrap_or_else(|| "0.0.0.0".into());
-        println!("   {:<18} gateway {:<12} {}", r.dest.to_string(), gw, if r.scope_link { "direct (scope link)" } else { "via gateway" });
+        println!(
+            "   {:<18} gateway {:<12} {}",
+            r.dest.to_string(),
+            gw,
+            if r.scope_link { "direct (scope link)" } else { "via gateway" }
+        );
     }
 
     step(4, "ping across the bridge, both ways");
     let mut ok = true;
     for (from, f, to) in [("busybox-1", &ns1, &eps[1]), ("busybox-2", &ns2, &eps[0])] {
         let good = ping(f, &to.address.addr().to_string())?;
-        println!("   {from} -> {} ({}): {}", to.container, to.address.addr(), if good { "reply received" } else { "NO REPLY" });
+        println!(
+            "   {from} -> {} ({}): {}",
+            to.container,
+            to.address.addr(),
+            if good { "reply received" } else { "NO REPLY" }
+        );
         ok &= good;
     }
 
     step(5, "what made it work: ARP over the bridge, and the bridge's MAC table (FDB)");
     for n in nl1.neighbours()?.iter().filter(|n| n.ip.is_ipv4()) {
-        let who = eps.iter().find(|e| e.address.addr() == n.ip).map(|e| e.container.as_str()).unwrap_or("gateway");
-        println!("   busybox-1 ARP: {} is at {} ({who}, {})", n.ip, n.mac.map(|m| m.to_string()).unwrap_or_default(), n.state);
+        let who = eps
+            .iter()
+            .find(|e| e.address.addr() == n.ip)
+            .map(|e| e.container.as_str())
+            .unwrap_or("gateway");
+        println!(
+            "   busybox-1 ARP: {} is at {} ({who}, {})",
+            n.ip,
+            n.mac.map(|m| m.to_string()).unwrap_or_default(),
+            n.state
+        );
     }
     show_fdb(&mut ctx, &net.bridge, &eps)?;
     draw(&net.bridge, &net.gateway.to_string(), &eps);
@@ -152,7 +180,9 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
         ops::endpoint::detach(&mut ctx, "demo", &ep.container, None)?;
     }
     ops::network::remove(&mut ctx, "demo", false)?;
-    println!("   detached both, removed the network; the sandbox namespaces vanish with this process");
+    println!(
+        "   detached both, removed the network; the sandbox namespaces vanish with this process"
+    );
     if !ok && !keep_going {
         bail!("a ping failed: the containers could not reach each other");
     }
@@ -201,7 +231,7 @@ fn draw(bridge: &str, gateway: &str, eps: &[Endpoint]) {
     println!("   | eth0             |      | eth0             |");
     println!("   +--------|---------+      +--------|---------+");
     println!("   +--------|-------------------------|---------+");
-    println!("   | {:<16}          {:>16} |", a.host_veth, b.host_veth);
+    println!("   | {:<16}         {:>16} |", a.host_veth, b.host_veth);
     println!("   | {:^41} |", format!("{bridge}  {gateway}"));
     println!("   +-------------------------------------------+  sandbox host namespace");
 }

@@ -18,7 +18,9 @@ pub struct Detach {
 impl Detach {
     pub fn run(self, state_dir: &Path) -> Result<()> {
         let mut ctx = super::mutating(state_dir)?;
-        for ep in endpoint::detach(&mut ctx, &self.network, &self.container, self.ifname.as_deref())? {
+        for ep in
+            endpoint::detach(&mut ctx, &self.network, &self.container, self.ifname.as_deref())?
+        {
             println!("{} {} {}", ep.container, ep.network, ep.address.addr());
         }
         Ok(())

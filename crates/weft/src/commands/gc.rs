@@ -28,7 +28,10 @@ impl Gc {
         show("deleted veth", &report.veths);
         show("deleted bridge", &report.bridges);
         show("rebuilt network", &report.repaired);
-        let n = report.endpoints.len() + report.veths.len() + report.bridges.len() + report.repaired.len();
+        let n = report.endpoints.len()
+            + report.veths.len()
+            + report.bridges.len()
+            + report.repaired.len();
         println!("gc: {n} repair(s)");
         Ok(())
     }

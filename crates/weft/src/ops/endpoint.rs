@@ -42,8 +42,11 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
     let netns = match &req.netns {
         NetnsRef::Path(p) => Netns::open(p)?,
         NetnsRef::Pid(pid) => Netns::of_pid(*pid)?,
-        NetnsRef::Named => Netns::open(format!("/var/run/netns/{}", req.container))
-            .map_err(|e| anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)"))?,
+        NetnsRef::Named => {
+            Netns::open(format!("/var/run/netns/{}", req.container)).map_err(|e| {
+                anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
+            })?
+        }
     };
     let Some(net) = ctx.store.network(&req.network)? else {
         bail!("network {} does not exist", req.network);
@@ -54,7 +57,9 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         Some(b) => b,
         None => {
             network::build(ctx, &net)?;
-            ctx.host()?.link_by_name(&net.bridge)?.ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
+            ctx.host()?
+                .link_by_name(&net.bridge)?
+                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
         }
     };
 
@@ -91,7 +96,8 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         failpoint::hit("attach-after-plug");
         Ok(())
     });
-    let done = done.map_err(anyhow::Error::from).and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
+    let done =
+        done.map_err(anyhow::Error::from).and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
     if let Err(e) = done {
         let _ = plug::unplug(ctx.host()?, &host_veth);
         let _ = ctx.store.remove_endpoint(&ep.key());
@@ -102,7 +108,12 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
 
 /// Removes the container's endpoints on the network (one per ifname, or
 /// just `ifname`). Returns what was removed.
-pub fn detach(ctx: &mut Context, network: &str, container: &str, ifname: Option<&str>) -> Result<Vec<Endpoint>> {
+pub fn detach(
+    ctx: &mut Context,
+    network: &str,
+    container: &str,
+    ifname: Option<&str>,
+) -> Result<Vec<Endpoint>> {
     if ctx.store.network(network)?.is_none() {
         bail!("network {network} does not exist");
     }

@@ -31,8 +31,7 @@ pub fn host_taken(nl: &mut Netlink) -> Result<Vec<IpNet>> {
         }
     }
     for a in nl.addresses()? {
-        if !weft_bridge(Some(a.ifindex)) && !is_link_local(a.addr) && !a.addr.addr().is_loopback()
-        {
+        if !weft_bridge(Some(a.ifindex)) && !is_link_local(a.addr) && !a.addr.addr().is_loopback() {
             taken.push(a.addr.trunc());
         }
     }
