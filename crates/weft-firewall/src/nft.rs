@@ -111,15 +111,15 @@ impl Firewall {
                 ErrorKind::NotFound => FirewallError::NftNotFound(program.clone()),
                 _ => FirewallError::NftSpawn { program: program.clone(), error },
             })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // nft reads all of its input before it writes anything, so
-            // writing first and collecting output after cannot deadlock.
-            pipe.write_all(input.as_bytes())
-                .map_err(|error| FirewallError::NftSpawn { program: program.clone(), error })?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|error| FirewallError::NftSpawn { program: program.clone(), error })?;
+        // nft reads all of its input before it writes anything, so writing
+        // first and collecting output after cannot deadlock. If nft quits
+        // early (broken pipe), its stderr says why: report that instead.
+        let written = match (stdin, child.stdin.take()) {
+            (Some(input), Some(mut pipe)) => pipe.write_all(input.as_bytes()),
+            _ => Ok(()),
+        };
+        let spawn_err = |error| FirewallError::NftSpawn { program: program.clone(), error };
+        let out = child.wait_with_output().map_err(spawn_err)?;
         if !out.status.success() {
             return Err(FirewallError::Nft {
                 action,
@@ -127,6 +127,7 @@ impl Firewall {
                 message: condense(&String::from_utf8_lossy(&out.stderr), out.status),
             });
         }
+        written.map_err(spawn_err)?;
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }

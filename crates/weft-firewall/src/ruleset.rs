@@ -41,7 +41,8 @@ const PRIO_SRCNAT: i32 = 100;
 /// The batch that replaces table `inet <table>` with one for `nets`, in one
 /// transaction: add the table (so that deleting it cannot fail), delete it
 /// with everything in it, then create it afresh. With no networks the table
-/// is only removed. Bridge names must have passed `check` (apply does it).
+/// is only removed. Bridge names are taken as given; `Firewall::apply`
+/// refuses those that nft would misread.
 pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
     let t = |s: &str| -> Cow<'static, str> { Cow::Owned(s.to_string()) };
     let table_obj =

@@ -92,12 +92,10 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         gateway: ep.gateway,
         gateway6: ep.gateway6,
     };
-    let done = plug::plug(ctx.host()?, &netns, &spec).and_then(|()| {
-        failpoint::hit("attach-after-plug");
-        Ok(())
-    });
-    let done =
-        done.map_err(anyhow::Error::from).and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
+    let done = plug::plug(ctx.host()?, &netns, &spec)
+        .map(|()| failpoint::hit("attach-after-plug"))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
     if let Err(e) = done {
         let _ = plug::unplug(ctx.host()?, &host_veth);
         let _ = ctx.store.remove_endpoint(&ep.key());
