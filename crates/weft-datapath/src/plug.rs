@@ -25,6 +25,8 @@ pub struct PlugSpec<'a> {
     pub alias: &'a str,
     pub ifname: &'a str,
     pub mac: Mac,
+    /// MAC of the host end.
+    pub host_mac: Mac,
     pub mtu: u32,
     pub address: Ipv4Net,
     pub address6: Option<Ipv6Net>,
@@ -63,6 +65,7 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
     let mut m = LinkMessage::default();
     up_flags(&mut m);
     m.attributes.push(LinkAttribute::IfName(spec.host_veth.to_string()));
+    m.attributes.push(LinkAttribute::Address(spec.host_mac.0.to_vec()));
     m.attributes.push(LinkAttribute::Mtu(spec.mtu));
     m.attributes.push(LinkAttribute::Controller(bridge));
     m.attributes.push(LinkAttribute::LinkInfo(vec![

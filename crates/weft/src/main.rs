@@ -1,5 +1,6 @@
 //! weft: container networks for Linux. See README.md for a tour.
 
+mod cni;
 mod commands;
 mod ops;
 mod output;
@@ -27,8 +28,27 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Runtimes run CNI plugins with CNI_COMMAND set and no arguments.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        init_logs(0);
+        return cni::main();
+    }
     let cli = Cli::parse();
-    let level = match cli.verbose {
+    init_logs(cli.verbose);
+    match cli.command.run(&cli.state_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context first, then its causes.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("weft: error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr only: stdout carries results (JSON, CNI).
+fn init_logs(verbose: u8) {
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -39,14 +59,6 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match cli.command.run(&cli.state_dir) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // One line: the outermost context first, then its causes.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("weft: error: {}", msg.join(": "));
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -68,7 +68,13 @@ pub fn lock(path: &Path) -> Result<File> {
 
 /// The kernel's boot id: changes on every boot, so endpoint records from an
 /// earlier boot are recognisably stale.
+///
+/// Test hook: a non-empty `WEFT_BOOT_ID` environment variable replaces the
+/// kernel's value, so tests can simulate a reboot without one.
 pub fn boot_id() -> String {
+    if let Some(id) = std::env::var("WEFT_BOOT_ID").ok().filter(|s| !s.is_empty()) {
+        return id;
+    }
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

@@ -32,6 +32,12 @@ pub struct AttachRequest {
     pub mac: Option<Mac>,
 }
 
+/// The host end's MAC is fixed too (the kernel would pick a random one), so
+/// a CNI result can report it without a lookup.
+pub fn host_veth_mac(key: &EndpointKey) -> Mac {
+    Mac::derive(&["host", &key.network, &key.container, &key.ifname])
+}
+
 pub fn endpoint_alias(key: &EndpointKey) -> String {
     format!("weft:ep={}/{}/{}", key.network, key.container, key.ifname)
 }
@@ -86,6 +92,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         alias: &alias,
         ifname: &ep.ifname,
         mac: ep.mac,
+        host_mac: host_veth_mac(&ep.key()),
         mtu: net.mtu,
         address: ep.address,
         address6: ep.address6,

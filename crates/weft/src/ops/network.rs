@@ -11,6 +11,11 @@ use weft_model::{Mac, Network};
 use super::context::now;
 use super::{endpoint, failpoint, Context};
 
+/// Fixed, so that results and diagrams can name it without asking the kernel.
+pub fn bridge_mac(network: &str) -> Mac {
+    Mac::derive(&["bridge", network])
+}
+
 pub fn bridge_alias(network: &str) -> String {
     format!("weft:net={network}")
 }
@@ -65,11 +70,15 @@ pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
 /// address, up, and firewall rules. Also repairs a network whose bridge
 /// vanished (host reboot, someone deleted it).
 pub fn build(ctx: &mut Context, net: &Network) -> Result<()> {
+    // Two processes may build the same network at once (CNI ADDs racing on
+    // first use): one creates the bridge, the other must not see it before
+    // it carries weft's alias.
+    let _lock = super::context::lock(&ctx.state_dir.join("network.lock"))?;
     let alias = bridge_alias(&net.name);
     let spec = BridgeSpec {
         name: &net.bridge,
         alias: &alias,
-        mac: Mac::derive(&["bridge", &net.name]),
+        mac: bridge_mac(&net.name),
         mtu: net.mtu,
         gateway: net.gateway_cidr(),
         gateway6: net.gateway6_cidr(),

@@ -1,0 +1,158 @@
+//! ADD and DEL.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use weft_cni::result::{Dns, Interface, IpConfig, Route};
+use weft_cni::{CniError, CniResult, Code, Invocation, NetConf, Version};
+use weft_model::{Endpoint, EndpointKey, EndpointState, Network};
+use weft_store::StoreError;
+
+use super::{mutating, to_cni};
+use crate::ops::endpoint::{self, host_veth_mac, AttachRequest, NetnsRef};
+use crate::ops::{network, Context};
+
+pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, CniError> {
+    let mut ctx = mutating(conf)?;
+    let net = ensure_network(&mut ctx, conf)?;
+    let key = EndpointKey {
+        network: net.name.clone(),
+        container: inv.container_id.clone(),
+        ifname: inv.ifname.clone(),
+    };
+    // ADD is idempotent: the same container, interface and namespace get
+    // the endpoint they already have.
+    let ep = match ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
+        Some(ep) if ep.state == EndpointState::Ready && ep.netns == inv.netns => ep,
+        existing => {
+            if let Some(old) = existing {
+                endpoint::teardown(&mut ctx, &old).map_err(to_cni)?;
+            }
+            let ips = conf.requested_ips(inv.arg("IP"))?;
+            let req = AttachRequest {
+                network: net.name.clone(),
+                container: inv.container_id.clone(),
+                netns: NetnsRef::Path(PathBuf::from(&inv.netns)),
+                ifname: inv.ifname.clone(),
+                ip: ips.iter().find_map(|ip| match ip {
+                    IpAddr::V4(a) => Some(*a),
+                    _ => None,
+                }),
+                ip6: ips.iter().find_map(|ip| match ip {
+                    IpAddr::V6(a) => Some(*a),
+                    _ => None,
+                }),
+                mac: conf.requested_mac(inv.arg("MAC"))?,
+            };
+            endpoint::attach(&mut ctx, &req).map_err(to_cni)?
+        }
+    };
+    let mine = result_for(&net, &ep);
+    match &conf.prev_result {
+        Some(prev) => {
+            let mut r = CniResult::from_prev(prev)?;
+            r.merge(mine);
+            Ok(r)
+        }
+        None => {
+            let _ = v;
+            Ok(mine)
+        }
+    }
+}
+
+/// The network named by the config; created on first use from the
+/// config's settings. A config that contradicts an existing network is an
+/// error rather than silently ignored.
+fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError> {
+    let spec = conf.network_spec();
+    let net = match ctx.store.network(&conf.name).map_err(|e| to_cni(e.into()))? {
+        Some(n) => n,
+        None => match network::create(ctx, &spec) {
+            Ok(n) => n,
+            // Another ADD created it a moment ago.
+            Err(e)
+                if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NetworkExists(_))) =>
+            {
+                ctx.store.network(&conf.name).map_err(|e| to_cni(e.into()))?.ok_or_else(|| {
+                    CniError::new(Code::TryAgainLater, "network vanished during ADD")
+                })?
+            }
+            Err(e) => return Err(to_cni(e)),
+        },
+    };
+    let mismatch = |what: &str, conf: String, have: String| {
+        Err(CniError::new(
+            Code::InvalidConfig,
+            format!("network {} exists with {what} {have}, but the config says {conf}", net.name),
+        ))
+    };
+    if let Some(s) = spec.subnet.filter(|s| *s != net.subnet) {
+        return mismatch("subnet", s.to_string(), net.subnet.to_string());
+    }
+    if let Some(b) = spec.bridge.as_ref().filter(|b| **b != net.bridge) {
+        return mismatch("bridge", b.clone(), net.bridge.clone());
+    }
+    if spec.internal != net.internal {
+        return mismatch("internal", spec.internal.to_string(), net.internal.to_string());
+    }
+    Ok(net)
+}
+
+pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
+    let interfaces = vec![
+        Interface {
+            name: net.bridge.clone(),
+            mac: network::bridge_mac(&net.name).to_string(),
+            mtu: Some(net.mtu),
+            sandbox: None,
+        },
+        Interface {
+            name: ep.host_veth.clone(),
+            mac: host_veth_mac(&ep.key()).to_string(),
+            mtu: Some(net.mtu),
+            sandbox: None,
+        },
+        Interface {
+            name: ep.ifname.clone(),
+            mac: ep.mac.to_string(),
+            mtu: Some(net.mtu),
+            sandbox: Some(ep.netns.clone()),
+        },
+    ];
+    let mut ips = vec![IpConfig {
+        address: ep.address.to_string(),
+        gateway: Some(net.gateway.to_string()),
+        interface: Some(2),
+    }];
+    let mut routes = Vec::new();
+    if let Some(gw) = ep.gateway {
+        routes.push(Route { dst: "0.0.0.0/0".into(), gw: Some(gw.to_string()) });
+    }
+    if let Some(a6) = ep.address6 {
+        ips.push(IpConfig {
+            address: a6.to_string(),
+            gateway: net.gateway6.map(|g| g.to_string()),
+            interface: Some(2),
+        });
+        if let Some(gw6) = ep.gateway6 {
+            routes.push(Route { dst: "::/0".into(), gw: Some(gw6.to_string()) });
+        }
+    }
+    CniResult { interfaces, ips, routes, dns: Dns::default() }
+}
+
+/// DEL succeeds whenever the endpoint is gone afterwards: unknown network,
+/// unknown container, namespace already deleted, second DEL.
+pub fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+    let mut ctx = mutating(conf)?;
+    let key = EndpointKey {
+        network: conf.name.clone(),
+        container: inv.container_id.clone(),
+        ifname: inv.ifname.clone(),
+    };
+    if let Some(ep) = ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
+        endpoint::teardown(&mut ctx, &ep).map_err(to_cni)?;
+    }
+    Ok(())
+}
