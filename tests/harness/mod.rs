@@ -220,3 +220,188 @@ pub fn run_ok(cmd: &mut Command) -> String {
     assert!(o.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+// ---- Additions for robustness, NAT/isolation and concurrency tests ----
+
+impl Sandbox {
+    /// `weft endpoint ls --json` as an array.
+    pub fn endpoints(&self) -> Vec<Value> {
+        self.weft_json(&["endpoint", "ls", "--json"]).as_array().expect("endpoint array").clone()
+    }
+
+    /// weft's nftables table (`nft -j list table inet weft`) as its list of
+    /// objects; empty when the table does not exist.
+    pub fn nft_objects(&self) -> Vec<Value> {
+        let out = self.host.command("nft").args(["-j", "list", "table", "inet", "weft"]).output();
+        let out = out.expect("spawn nft");
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).expect("nft -j output");
+        v["nftables"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Number of rules in weft's table.
+    pub fn nft_rule_count(&self) -> usize {
+        self.nft_objects().iter().filter(|o| o.get("rule").is_some()).count()
+    }
+
+    /// The elements of set `name` in weft's table, each flattened to a
+    /// string ("weft-a", "weft-a . weft-a", "10.0.0.0/24"). None when the
+    /// set (or the table) does not exist.
+    pub fn nft_set(&self, name: &str) -> Option<Vec<String>> {
+        let objs = self.nft_objects();
+        let set = objs.iter().find_map(|o| o.get("set").filter(|s| s["name"] == name))?;
+        Some(
+            set["elem"].as_array().map(|a| a.iter().map(flatten_nft).collect()).unwrap_or_default(),
+        )
+    }
+
+    /// The host namespace's links, `ip -j link show` parsed.
+    pub fn host_links(&self) -> Vec<Value> {
+        self.host.ip_json("link show").as_array().expect("link array").clone()
+    }
+
+    /// Names of the host namespace's links.
+    pub fn host_link_names(&self) -> Vec<String> {
+        self.host_links().iter().filter_map(|l| l["ifname"].as_str().map(String::from)).collect()
+    }
+
+    pub fn has_link(&self, name: &str) -> bool {
+        self.host_link_names().iter().any(|n| n == name)
+    }
+}
+
+/// An nft JSON set element as one string.
+fn flatten_nft(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Object(o) => {
+            if let Some(c) = o.get("concat").and_then(Value::as_array) {
+                c.iter().map(flatten_nft).collect::<Vec<_>>().join(" . ")
+            } else if let Some(p) = o.get("prefix") {
+                format!("{}/{}", flatten_nft(&p["addr"]), p["len"])
+            } else if let Some(e) = o.get("elem") {
+                flatten_nft(&e["val"])
+            } else if let Some(r) = o.get("range").and_then(Value::as_array) {
+                r.iter().map(flatten_nft).collect::<Vec<_>>().join("-")
+            } else {
+                v.to_string()
+            }
+        }
+        _ => v.to_string(),
+    }
+}
+
+/// A TCP server on a thread inside a namespace: it listens on `addr` and
+/// waits up to `wait` for one connection. `accepted()` says who connected
+/// (the source address the server saw) and what was sent, or None.
+pub struct TcpProbe {
+    pub addr: std::net::SocketAddr,
+    handle: Option<std::thread::JoinHandle<Option<(std::net::SocketAddr, String)>>>,
+}
+
+impl TcpProbe {
+    pub fn listen(ns: &Netns, addr: &str, wait: std::time::Duration) -> TcpProbe {
+        use std::io::Read;
+        let fd = ns.fd();
+        let addr: std::net::SocketAddr = addr.parse().expect("socket address");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            // SAFETY: fd stays open while the caller holds `ns`; setns only
+            // moves this short-lived thread.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                let _ = tx.send(Err(std::io::Error::last_os_error()));
+                return None;
+            }
+            let listener = match std::net::TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return None;
+                }
+            };
+            listener.set_nonblocking(true).expect("nonblocking");
+            let _ = tx.send(Ok(()));
+            let deadline = std::time::Instant::now() + wait;
+            while std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut s, peer)) => {
+                        s.set_nonblocking(false).expect("blocking");
+                        s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok();
+                        let mut buf = String::new();
+                        let _ = s.read_to_string(&mut buf);
+                        return Some((peer, buf));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(_) => return None,
+                }
+            }
+            None
+        });
+        rx.recv().expect("probe thread").unwrap_or_else(|e| panic!("listen on {addr}: {e}"));
+        TcpProbe { addr, handle: Some(handle) }
+    }
+
+    /// Waits for the server thread: the peer it saw and what it read.
+    pub fn accepted(mut self) -> Option<(std::net::SocketAddr, String)> {
+        self.handle.take().expect("joined once").join().expect("probe thread panicked")
+    }
+}
+
+/// Sends one line over TCP from inside `ns` (bash's /dev/tcp), giving up
+/// after `secs` seconds. Returns whether the connection was made.
+pub fn tcp_send(ns: &Netns, ip: &str, port: u16, secs: u32) -> bool {
+    ns.try_sh(&format!("timeout {secs} bash -c 'echo hi >/dev/tcp/{ip}/{port}'"))
+}
+
+/// What a CNI invocation printed and how it exited.
+pub struct CniRun {
+    pub ok: bool,
+    pub stdout: serde_json::Value,
+    pub raw: String,
+    pub stderr: String,
+}
+
+impl Sandbox {
+    /// Runs weft as a CNI plugin: `env` are the CNI_* variables, `conf`
+    /// goes to stdin. `stateDir` is forced to this sandbox's.
+    pub fn cni(&self, env: &[(&str, &str)], conf: &serde_json::Value) -> CniRun {
+        let mut conf = conf.clone();
+        if let Some(o) = conf.as_object_mut() {
+            o.insert("stateDir".into(), self.state.path().display().to_string().into());
+        }
+        self.cni_raw(env, serde_json::to_vec(&conf).expect("json").as_slice())
+    }
+
+    pub fn cni_raw(&self, env: &[(&str, &str)], stdin: &[u8]) -> CniRun {
+        use std::io::Write;
+        let mut cmd = self.host.command(WEFT);
+        cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.env("CNI_PATH", "/opt/cni/bin");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn weft");
+        let mut input = child.stdin.take().expect("stdin");
+        let data = stdin.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = input.write_all(&data);
+        });
+        let out = child.wait_with_output().expect("wait weft");
+        let _ = writer.join();
+        let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stdout = if raw.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&raw).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {raw}"))
+        };
+        CniRun { ok: out.status.success(), stdout, raw, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    }
+}

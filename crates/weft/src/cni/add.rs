@@ -13,6 +13,10 @@ use crate::ops::endpoint::{self, host_veth_mac, AttachRequest, NetnsRef};
 use crate::ops::{network, Context};
 
 pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, CniError> {
+    // Checked before anything is created: a bad CNI_NETNS must leave no
+    // network behind either.
+    weft_datapath::Netns::open(&inv.netns)
+        .map_err(|e| CniError::new(Code::InvalidEnvironment, format!("CNI_NETNS: {e}")))?;
     let mut ctx = mutating(conf)?;
     let net = ensure_network(&mut ctx, conf)?;
     let key = EndpointKey {

@@ -84,11 +84,33 @@ pub fn build(ctx: &mut Context, net: &Network) -> Result<()> {
         gateway6: net.gateway6_cidr(),
     };
     let created = bridge::ensure_bridge(ctx.host()?, &spec)?;
-    if let Err(e) = ctx.sync_firewall() {
+    if let Err(e) = reconnect(ctx, net).and_then(|()| ctx.sync_firewall()) {
         if created {
             let _ = bridge::delete_bridge(ctx.host()?, &net.bridge);
         }
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Plugs the network's endpoints whose veths outlived their bridge (it was
+/// deleted by hand) back into it, so that a rebuilt network works for the
+/// containers already on it, not only for new ones.
+fn reconnect(ctx: &mut Context, net: &Network) -> Result<()> {
+    let eps = ctx.store.endpoints(Some(&net.name))?;
+    if eps.is_empty() {
+        return Ok(());
+    }
+    let nl = ctx.host()?;
+    let Some(br) = nl.link_by_name(&net.bridge)? else {
+        bail!("bridge {} missing", net.bridge);
+    };
+    for ep in &eps {
+        if let Some(l) = nl.link_by_name(&ep.host_veth)? {
+            if l.master != Some(br.index) {
+                nl.set_master(l.index, &l.name, br.index)?;
+            }
+        }
     }
     Ok(())
 }
