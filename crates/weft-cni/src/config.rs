@@ -39,6 +39,12 @@ pub struct NetConf {
     pub ip_masq: Option<bool>,
     #[serde(default)]
     pub internal: Option<bool>,
+    /// `bridge` (default) or `overlay` (needs the cluster store).
+    #[serde(default)]
+    pub driver: Option<weft_model::Driver>,
+    /// VXLAN id of an overlay network.
+    #[serde(default)]
+    pub vni: Option<u32>,
     #[serde(default)]
     pub ipam: Option<Ipam>,
     /// weft's state directory (default /var/lib/weft, shared with the CLI).
@@ -159,6 +165,8 @@ impl NetConf {
             mtu: self.mtu,
             bridge: self.bridge.clone(),
             internal: self.internal.unwrap_or(false),
+            driver: self.driver,
+            vni: self.vni,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Endpoint {
     pub gateway6: Option<Ipv6Addr>,
     pub host_veth: String,
     pub netns: String,
+    /// The host the container runs on (cluster mode; None on a single host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub state: EndpointState,
     /// Kernel boot id when the endpoint was made: after a reboot every
     /// namespace and veth is gone, so records of an older boot are stale.

@@ -7,10 +7,12 @@ pub mod ipam;
 pub mod mac;
 pub mod names;
 pub mod network;
+pub mod node;
 
 pub use endpoint::{Endpoint, EndpointKey, EndpointState};
 pub use mac::Mac;
 pub use network::{Driver, Network};
+pub use node::Node;
 
 /// Errors of model validation; each message is one line a user can act on.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub enum ModelError {
     BadMtu(u32),
     #[error("MAC address {0:?} is invalid: {1}")]
     BadMac(String, &'static str),
+    #[error("VNI {0} is out of range 1-16777215")]
+    BadVni(u32),
+    #[error("--vni is only for overlay networks (--driver overlay)")]
+    VniWithoutOverlay,
     #[error("address {addr} is not usable in {subnet}: {why}")]
     BadAddress { addr: String, subnet: String, why: &'static str },
 }

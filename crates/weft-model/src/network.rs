@@ -14,12 +14,15 @@ pub const DEFAULT_MTU: u32 = 1500;
 pub enum Driver {
     /// Containers of this host on a Linux bridge (the seed's docker0).
     Bridge,
+    /// One L2 segment across hosts: a bridge per host joined by VXLAN.
+    Overlay,
 }
 
 impl std::fmt::Display for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Driver::Bridge => "bridge",
+            Driver::Overlay => "overlay",
         })
     }
 }
@@ -38,9 +41,18 @@ pub struct Network {
     pub mtu: u32,
     /// No route out of the host and no NAT: containers reach only each other.
     pub internal: bool,
+    /// VXLAN network identifier (overlay networks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     /// Seconds since the Unix epoch.
     pub created: u64,
 }
+
+/// VXLAN costs 50 bytes of the underlay's 1500 (outer Ethernet, IP, UDP, VXLAN).
+pub const VXLAN_OVERHEAD: u32 = 50;
+pub const DEFAULT_OVERLAY_MTU: u32 = DEFAULT_MTU - VXLAN_OVERHEAD;
+/// VNIs are 24 bits.
+pub const MAX_VNI: u32 = (1 << 24) - 1;
 
 /// What a user asks for; [`NetworkSpec::build`] checks it and fills defaults.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +65,8 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     pub bridge: Option<String>,
     pub internal: bool,
+    pub driver: Option<Driver>,
+    pub vni: Option<u32>,
 }
 
 pub fn check_network_name(name: &str) -> Result<(), ModelError> {
@@ -101,7 +115,24 @@ impl NetworkSpec {
             }
             None => (None, None),
         };
-        let mtu = self.mtu.unwrap_or(DEFAULT_MTU);
+        let driver = self.driver.unwrap_or(Driver::Bridge);
+        let vni = match (driver, self.vni) {
+            (Driver::Bridge, None) => None,
+            (Driver::Bridge, Some(_)) => return Err(ModelError::VniWithoutOverlay),
+            (Driver::Overlay, Some(v)) if v == 0 || v > MAX_VNI => {
+                return Err(ModelError::BadVni(v));
+            }
+            (Driver::Overlay, Some(v)) => Some(v),
+            // A stable default, so that the same name gives the same VNI.
+            (Driver::Overlay, None) => {
+                Some((names::stable_hash(&["vni", &self.name]) % u64::from(MAX_VNI - 1)) as u32 + 1)
+            }
+        };
+        let default_mtu = match driver {
+            Driver::Bridge => DEFAULT_MTU,
+            Driver::Overlay => DEFAULT_OVERLAY_MTU,
+        };
+        let mtu = self.mtu.unwrap_or(default_mtu);
         if !(576..=65535).contains(&mtu) {
             return Err(ModelError::BadMtu(mtu));
         }
@@ -114,7 +145,8 @@ impl NetworkSpec {
         };
         Ok(Network {
             name: self.name.clone(),
-            driver: Driver::Bridge,
+            driver,
+            vni,
             bridge,
             subnet,
             gateway,

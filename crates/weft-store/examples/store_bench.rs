@@ -25,6 +25,7 @@ fn req(container: &str) -> EndpointRequest {
         ip6: None,
         mac: Mac::derive(&["bench", container, "eth0"]),
         host_veth: weft_model::names::host_veth_name("bench", container, "eth0"),
+        node: None,
         boot_id: "boot".into(),
         pid: std::process::id(),
         created: 0,

@@ -77,6 +77,8 @@ pub struct EndpointRequest {
     pub ip6: Option<Ipv6Addr>,
     pub mac: Mac,
     pub host_veth: String,
+    /// The host the container runs on (cluster stores); None on one host.
+    pub node: Option<String>,
     pub boot_id: String,
     pub pid: u32,
     pub created: u64,

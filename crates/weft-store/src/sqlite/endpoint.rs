@@ -97,6 +97,7 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
             _ => None,
         },
         mac: req.mac,
+        node: req.node.clone(),
         gateway: (!net.internal).then_some(net.gateway),
         gateway6: net.gateway6.filter(|_| !net.internal),
         host_veth: req.host_veth.clone(),

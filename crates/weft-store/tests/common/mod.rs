@@ -30,6 +30,7 @@ pub fn req(network: &str, container: &str) -> EndpointRequest {
         ip6: None,
         mac: Mac::derive(&[network, container, "eth0"]),
         host_veth: weft_model::names::host_veth_name(network, container, "eth0"),
+        node: None,
         boot_id: "boot-1".into(),
         pid: 4242,
         created: 1_700_000_000,

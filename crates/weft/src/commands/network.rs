@@ -45,8 +45,20 @@ pub struct Create {
     /// No NAT and no route out: containers reach only each other.
     #[arg(long)]
     internal: bool,
+    /// bridge (one host) or overlay (across hosts, needs --etcd).
+    #[arg(long, value_enum, default_value = "bridge")]
+    driver: DriverArg,
+    /// VXLAN network identifier of an overlay network (default: derived from the name).
+    #[arg(long)]
+    vni: Option<u32>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DriverArg {
+    Bridge,
+    Overlay,
 }
 
 #[derive(Args)]
@@ -84,6 +96,11 @@ impl NetworkCommand {
                     mtu: c.mtu,
                     bridge: c.bridge,
                     internal: c.internal,
+                    driver: Some(match c.driver {
+                        DriverArg::Bridge => weft_model::Driver::Bridge,
+                        DriverArg::Overlay => weft_model::Driver::Overlay,
+                    }),
+                    vni: c.vni,
                 };
                 let net = ops::network::create(&mut ctx, &spec)?;
                 if c.json {

@@ -14,6 +14,8 @@ pub struct Context {
     pub state_dir: PathBuf,
     pub store: Box<dyn Store>,
     pub boot_id: String,
+    /// This host's name in a cluster; None on a single host.
+    pub node: Option<String>,
     nl: Option<Netlink>,
 }
 
@@ -24,6 +26,7 @@ impl Context {
             state_dir: state_dir.to_path_buf(),
             store: Box::new(store),
             boot_id: boot_id(),
+            node: None,
             nl: None,
         })
     }

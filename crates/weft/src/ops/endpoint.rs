@@ -79,6 +79,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         ip6: req.ip6,
         mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &req.ifname])),
         host_veth: host_veth.clone(),
+        node: ctx.node.clone(),
         boot_id: ctx.boot_id.clone(),
         pid: std::process::id(),
         created: now(),

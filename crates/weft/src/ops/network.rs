@@ -53,6 +53,13 @@ fn is_link_local(n: IpNet) -> bool {
 }
 
 pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
+    if spec.driver == Some(weft_model::Driver::Overlay) && ctx.node.is_none() {
+        bail!(
+            "overlay network {} needs the cluster store: give --etcd URL (or set WEFT_ETCD) \
+             and run `weft agent` on every host",
+            spec.name
+        );
+    }
     let taken = host_taken(ctx.host()?)?;
     let net = ctx.store.create_network(spec, &taken, now())?;
     failpoint::hit("network-create-after-store");
