@@ -9,6 +9,7 @@ pub mod netlink;
 pub mod netns;
 pub mod plug;
 pub mod read;
+pub mod vxlan;
 
 pub use error::{DatapathError, Result};
 pub use netlink::Netlink;

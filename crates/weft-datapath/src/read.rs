@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -49,6 +49,13 @@ pub struct FdbEntry {
     pub bridge: Option<u32>,
     /// The bridge's or port's own address, not a learned one.
     pub local: bool,
+    /// Static (NUD_NOARP/PERMANENT entries weft adds), not learned.
+    pub permanent: bool,
+    /// An entry of the device's own table (NTF_SELF), e.g. a VXLAN
+    /// device's MAC -> remote VTEP entries.
+    pub own: bool,
+    /// Remote VTEP of a VXLAN FDB entry.
+    pub dst: Option<IpAddr>,
 }
 
 impl Netlink {
@@ -169,19 +176,33 @@ impl Netlink {
             let RouteNetlinkMessage::NewNeighbour(n) = m else { continue };
             let mut mac = None;
             let mut bridge = None;
+            let mut dst = None;
             for a in &n.attributes {
                 match a {
                     NeighbourAttribute::LinkLayerAddress(b) => mac = mac_of(b),
                     NeighbourAttribute::Controller(i) => bridge = Some(*i),
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                        dst = Some(IpAddr::V4(*v))
+                    }
+                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                        dst = Some(IpAddr::V6(*v))
+                    }
                     _ => {}
                 }
             }
             if let Some(mac) = mac {
+                let own = n.header.flags.contains(NeighbourFlags::Own);
+                let permanent = matches!(n.header.state, NeighbourState::Permanent | NeighbourState::Noarp);
                 out.push(FdbEntry {
                     mac,
                     port: n.header.ifindex,
                     bridge,
-                    local: n.header.state == NeighbourState::Permanent,
+                    // Bridge entries for its own ports' addresses are permanent
+                    // and not "self"; static entries weft adds are NOARP.
+                    local: n.header.state == NeighbourState::Permanent && !own,
+                    permanent,
+                    own,
+                    dst,
                 });
             }
         }
