@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+pub mod cluster;
+
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 /// Every namespace a test makes starts with this, so leftovers are findable.
 pub const PREFIX: &str = "weft-t";
@@ -402,6 +404,11 @@ impl Sandbox {
         } else {
             serde_json::from_str(&raw).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {raw}"))
         };
-        CniRun { ok: out.status.success(), stdout, raw, stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+        CniRun {
+            ok: out.status.success(),
+            stdout,
+            raw,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }

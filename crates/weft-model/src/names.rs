@@ -51,6 +51,17 @@ pub fn default_bridge_name(network: &str) -> String {
     }
 }
 
+/// VXLAN device of an overlay network on each host: `vx-NAME` when it
+/// fits, otherwise `vx-` and a hash.
+pub fn vxlan_name(network: &str) -> String {
+    let plain = format!("vx-{network}");
+    if check_ifname(&plain).is_ok() {
+        plain
+    } else {
+        format!("vx-{:010x}", stable_hash(&["vxlan", network]) & 0xff_ffff_ffff)
+    }
+}
+
 /// Host-side veth name of an endpoint: `vw` and 12 hex digits derived from
 /// the endpoint's identity. Deterministic, so a crashed attach can be found
 /// and undone by name.

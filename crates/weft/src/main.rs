@@ -2,6 +2,7 @@
 
 mod cni;
 mod commands;
+mod config;
 mod ops;
 mod output;
 
@@ -20,6 +21,26 @@ struct Cli {
     /// Where weft keeps its state (an embedded database).
     #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
     state_dir: PathBuf,
+    /// etcd endpoints of the cluster store (comma-separated); without it weft
+    /// manages this host alone with its embedded store.
+    #[arg(long, global = true, env = "WEFT_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// This host's name in the cluster (default: the hostname).
+    #[arg(long, global = true, env = "WEFT_NODE")]
+    node: Option<String>,
+    /// CA certificate to verify etcd's TLS certificate.
+    #[arg(long, global = true, env = "WEFT_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate for etcd (with --etcd-key).
+    #[arg(long, global = true, env = "WEFT_ETCD_CERT", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long, global = true, env = "WEFT_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// Config file with defaults for the options above (`key = value` lines:
+    /// etcd, node, etcd_ca, etcd_cert, etcd_key).
+    #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.conf")]
+    config: PathBuf,
     /// Log what weft does to stderr (-vv for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -35,7 +56,19 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logs(cli.verbose);
-    match cli.command.run(&cli.state_dir) {
+    let setup = config::Cluster::resolve(
+        &cli.config,
+        config::Flags {
+            etcd: cli.etcd.clone(),
+            node: cli.node.clone(),
+            etcd_ca: cli.etcd_ca.clone(),
+            etcd_cert: cli.etcd_cert.clone(),
+            etcd_key: cli.etcd_key.clone(),
+        },
+    )
+    .map(ops::context::set_cluster);
+    let result = setup.and_then(|()| cli.command.run(&cli.state_dir));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the outermost context first, then its causes.

@@ -10,6 +10,18 @@ use weft_datapath::Netlink;
 use weft_firewall::{Firewall, NetRules};
 use weft_store::{SqliteStore, Store};
 
+static CLUSTER: std::sync::OnceLock<Option<crate::config::Cluster>> = std::sync::OnceLock::new();
+
+/// Records the cluster settings of this process (from flags, env, config
+/// file) once at start; every Context opened afterwards uses them.
+pub fn set_cluster(c: Option<crate::config::Cluster>) {
+    let _ = CLUSTER.set(c);
+}
+
+pub fn cluster() -> Option<&'static crate::config::Cluster> {
+    CLUSTER.get().and_then(Option::as_ref)
+}
+
 pub struct Context {
     pub state_dir: PathBuf,
     pub store: Box<dyn Store>,

@@ -1,0 +1,221 @@
+//! N simulated hosts on one machine: an "underlay" namespace with a bridge
+//! that every host's `eth0` plugs into, etcd listening inside it, and one
+//! `weft agent` per host namespace with its own state dir and `--node`.
+//! Everything is a guard: agents and etcd are killed, namespaces deleted.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{unique, Netns, Run, WEFT};
+
+pub const ETCD_IP: &str = "10.200.0.254";
+
+pub fn etcd_url() -> String {
+    format!("http://{ETCD_IP}:2379")
+}
+
+/// A child process killed (SIGKILL) and reaped on drop.
+pub struct Proc(pub Option<Child>);
+
+impl Proc {
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Host {
+    pub name: String,
+    pub ip: String,
+    pub agent: Proc,
+    pub containers: Vec<Netns>,
+    pub ns: Netns,
+    pub state: tempfile::TempDir,
+}
+
+pub struct Cluster {
+    // Drop order: agents and containers (inside hosts), etcd, then the
+    // underlay namespace.
+    pub hosts: Vec<Host>,
+    pub etcd: Proc,
+    pub etcd_dir: tempfile::TempDir,
+    pub underlay: Netns,
+}
+
+impl Cluster {
+    pub fn new(n: usize) -> Cluster {
+        let underlay = Netns::new("ul");
+        underlay.sh(&format!(
+            "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
+        ));
+        let etcd_dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Cluster { hosts: Vec::new(), etcd: Proc(None), etcd_dir, underlay };
+        c.start_etcd();
+        for i in 0..n {
+            c.add_host(i);
+        }
+        c
+    }
+
+    pub fn start_etcd(&mut self) {
+        let dir = self.etcd_dir.path().join("data");
+        let log = std::fs::File::create(self.etcd_dir.path().join("etcd.log")).expect("log");
+        let child = self
+            .underlay
+            .command("etcd")
+            .args([
+                "--name",
+                "weft-test",
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--listen-client-urls",
+                &etcd_url(),
+                "--advertise-client-urls",
+                &etcd_url(),
+                "--listen-peer-urls",
+                &format!("http://{ETCD_IP}:2380"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{ETCD_IP}:2380"),
+                "--initial-cluster",
+                &format!("weft-test=http://{ETCD_IP}:2380"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd (install etcd-server)");
+        self.etcd = Proc(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.underlay.try_sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", etcd_url())) {
+            assert!(Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop_etcd(&mut self) {
+        self.etcd.kill();
+    }
+
+    fn add_host(&mut self, i: usize) {
+        let ns = Netns::new(&format!("h{i}"));
+        let ip = format!("10.200.0.{}", i + 1);
+        let port = format!("u{}-{i}", std::process::id() % 100000);
+        self.underlay.sh(&format!(
+            "ip link add {port} type veth peer name eth0 netns {ns} && ip link set {port} master ul0 && ip link set {port} up",
+            ns = ns.name
+        ));
+        ns.sh(&format!("ip addr add {ip}/24 dev eth0 && ip link set eth0 up"));
+        let host = Host {
+            name: format!("host{i}"),
+            ip,
+            agent: Proc(None),
+            containers: Vec::new(),
+            ns,
+            state: tempfile::tempdir().expect("tempdir"),
+        };
+        self.hosts.push(host);
+        self.start_agent(i);
+    }
+
+    pub fn start_agent(&mut self, i: usize) {
+        let h = &self.hosts[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(h.state.path().join("agent.log"))
+            .expect("agent log");
+        let child = h
+            .ns
+            .command(WEFT)
+            .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+            .arg(h.state.path())
+            .args(["-v", "agent", "--underlay-ip", &h.ip])
+            .env_remove("WEFT_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start agent");
+        self.hosts[i].agent = Proc(Some(child));
+        // Registered when `node ls` shows it.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = self.weft(i, &["node", "ls", "--json"]);
+            if r.ok && r.stdout.contains(&format!("\"{}\"", self.hosts[i].name)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent {i} did not register: {}", self.agent_log(i));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn agent_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.hosts[i].state.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn weft_cmd(&self, i: usize, args: &[&str]) -> Command {
+        let h = &self.hosts[i];
+        let mut cmd = h.ns.command(WEFT);
+        cmd.args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+            .arg(h.state.path())
+            .args(args)
+            .env_remove("WEFT_FAILPOINT");
+        cmd
+    }
+
+    pub fn weft(&self, i: usize, args: &[&str]) -> Run {
+        let o = self.weft_cmd(i, args).output().expect("spawn weft");
+        Run {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn weft_ok(&self, i: usize, args: &[&str]) -> String {
+        let r = self.weft(i, args);
+        assert!(r.ok, "host{i}: weft {args:?} failed: {}", r.stderr);
+        r.stdout
+    }
+
+    /// A container namespace on host `i`, attached to `net`; returns its
+    /// address (without prefix) and the container's index on that host.
+    pub fn attach(&mut self, i: usize, net: &str) -> (String, usize) {
+        let ns = Netns::new(&format!("h{i}c"));
+        let path: PathBuf = ns.path.clone();
+        let name = ns.name.clone();
+        self.hosts[i].containers.push(ns);
+        let out = self.weft_ok(
+            i,
+            &["attach", net, &name, "--netns", path.to_str().unwrap(), "--json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).expect("attach json");
+        let addr = v["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        (addr, self.hosts[i].containers.len() - 1)
+    }
+
+    pub fn c(&self, host: usize, idx: usize) -> &Netns {
+        &self.hosts[host].containers[idx]
+    }
+}
+
+/// Waits until `f` holds, polling every 20 ms; returns the time it took.
+pub fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+pub fn unique_name(tag: &str) -> String {
+    unique(tag)
+}
