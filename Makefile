@@ -3,7 +3,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: demo test deps build bench lint
+.PHONY: demo test deps build bench lint install-cni
 
 deps:
 	@scripts/deps
@@ -26,3 +26,8 @@ lint:
 
 bench: deps build
 	$(SUDO) bench/attach.sh
+
+# weft as a CNI plugin: the same binary, in the runtime's plugin directory.
+CNI_BIN_DIR ?= /opt/cni/bin
+install-cni: build
+	$(SUDO) install -D -m 0755 target/release/weft $(CNI_BIN_DIR)/weft

@@ -92,12 +92,14 @@ fn env<'a>(cmd: &'a str, id: &'a str, ns: &'a str) -> Vec<(&'a str, &'a str)> {
 fn add(sb: &Sandbox, version: &str, id: &str, ns: &Netns) -> CniResult {
     let r = sb.cni(&env("ADD", id, ns.path.to_str().unwrap()), &conf(version));
     assert!(r.ok, "ADD failed: {} {}", r.raw, r.stderr);
-    serde_json::from_value(r.stdout).unwrap_or_else(|e| panic!("result shape ({version}): {e}: {}", r.raw))
+    serde_json::from_value(r.stdout)
+        .unwrap_or_else(|e| panic!("result shape ({version}): {e}: {}", r.raw))
 }
 
 fn err(r: &harness::CniRun) -> CniError {
     assert!(!r.ok, "expected failure, got {}", r.raw);
-    serde_json::from_value(r.stdout.clone()).unwrap_or_else(|e| panic!("error shape: {e}: {}", r.raw))
+    serde_json::from_value(r.stdout.clone())
+        .unwrap_or_else(|e| panic!("error shape: {e}: {}", r.raw))
 }
 
 fn endpoints(sb: &Sandbox) -> Vec<Value> {
@@ -205,7 +207,11 @@ fn check_names_what_drifted() {
     ns.sh("ip addr flush dev eth0 && ip addr add 10.77.0.200/24 dev eth0 && ip route add default via 10.77.0.1");
     let e = err(&check());
     assert_eq!(e.code, 102);
-    assert!(e.msg.contains("address 10.77.0.2/24 is missing") && e.msg.contains("10.77.0.200/24"), "{}", e.msg);
+    assert!(
+        e.msg.contains("address 10.77.0.2/24 is missing") && e.msg.contains("10.77.0.200/24"),
+        "{}",
+        e.msg
+    );
 
     ns.sh("ip addr flush dev eth0 && ip addr add 10.77.0.2/24 dev eth0");
     let e = err(&check());
@@ -292,15 +298,55 @@ fn malformed_input_gets_the_right_code_and_changes_nothing() {
     );
     let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u32)> = vec![
         ("invalid JSON", env("ADD", "m", &p), b"{\"cniVersion\": ".to_vec(), 6),
-        ("unknown version", env("ADD", "m", &p), br#"{"cniVersion":"7.0.0","name":"n","type":"weft"}"#.to_vec(), 1),
-        ("missing name", env("ADD", "m", &p), br#"{"cniVersion":"1.0.0","type":"weft"}"#.to_vec(), 7),
-        ("wrong type", env("ADD", "m", &p), br#"{"cniVersion":"1.0.0","name":"n","type":"weft","mtu":"x"}"#.to_vec(), 7),
-        ("bad subnet", env("ADD", "m", &p), br#"{"cniVersion":"1.0.0","name":"n","type":"weft","subnet":"300.0.0.0/8"}"#.to_vec(), 7),
-        ("foreign ipam", env("ADD", "m", &p), br#"{"cniVersion":"1.0.0","name":"n","type":"weft","ipam":{"type":"dhcp"}}"#.to_vec(), 7),
+        (
+            "unknown version",
+            env("ADD", "m", &p),
+            br#"{"cniVersion":"7.0.0","name":"n","type":"weft"}"#.to_vec(),
+            1,
+        ),
+        (
+            "missing name",
+            env("ADD", "m", &p),
+            br#"{"cniVersion":"1.0.0","type":"weft"}"#.to_vec(),
+            7,
+        ),
+        (
+            "wrong type",
+            env("ADD", "m", &p),
+            br#"{"cniVersion":"1.0.0","name":"n","type":"weft","mtu":"x"}"#.to_vec(),
+            7,
+        ),
+        (
+            "bad subnet",
+            env("ADD", "m", &p),
+            br#"{"cniVersion":"1.0.0","name":"n","type":"weft","subnet":"300.0.0.0/8"}"#.to_vec(),
+            7,
+        ),
+        (
+            "foreign ipam",
+            env("ADD", "m", &p),
+            br#"{"cniVersion":"1.0.0","name":"n","type":"weft","ipam":{"type":"dhcp"}}"#.to_vec(),
+            7,
+        ),
         ("not a netns", env("ADD", "m", file.to_str().unwrap()), good.clone(), 4),
         ("missing netns", env("ADD", "m", "/nonexistent/netns"), good.clone(), 4),
-        ("no container id", vec![("CNI_COMMAND", "ADD"), ("CNI_NETNS", &p), ("CNI_IFNAME", "eth0")], good.clone(), 4),
-        ("bad ifname", vec![("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "m"), ("CNI_NETNS", &p), ("CNI_IFNAME", "way-too-long-ifname")], good.clone(), 4),
+        (
+            "no container id",
+            vec![("CNI_COMMAND", "ADD"), ("CNI_NETNS", &p), ("CNI_IFNAME", "eth0")],
+            good.clone(),
+            4,
+        ),
+        (
+            "bad ifname",
+            vec![
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "m"),
+                ("CNI_NETNS", &p),
+                ("CNI_IFNAME", "way-too-long-ifname"),
+            ],
+            good.clone(),
+            4,
+        ),
         ("unknown command", vec![("CNI_COMMAND", "FROB")], good.clone(), 4),
         ("huge config", env("ADD", "m", &p), huge.into_bytes(), 7),
     ];

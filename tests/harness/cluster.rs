@@ -94,7 +94,10 @@ impl Cluster {
             .expect("start etcd (install etcd-server)");
         self.etcd = Proc(Some(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.underlay.try_sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", etcd_url())) {
+        while !self
+            .underlay
+            .try_sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", etcd_url()))
+        {
             assert!(Instant::now() < deadline, "etcd did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -132,17 +135,16 @@ impl Cluster {
             .append(true)
             .open(h.state.path().join("agent.log"))
             .expect("agent log");
-        let child = h
-            .ns
-            .command(WEFT)
-            .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
-            .arg(h.state.path())
-            .args(["-v", "agent", "--underlay-ip", &h.ip])
-            .env_remove("WEFT_FAILPOINT")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start agent");
+        let child =
+            h.ns.command(WEFT)
+                .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+                .arg(h.state.path())
+                .args(["-v", "agent", "--underlay-ip", &h.ip])
+                .env_remove("WEFT_FAILPOINT")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start agent");
         self.hosts[i].agent = Proc(Some(child));
         // Registered when `node ls` shows it.
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -192,10 +194,8 @@ impl Cluster {
         let path: PathBuf = ns.path.clone();
         let name = ns.name.clone();
         self.hosts[i].containers.push(ns);
-        let out = self.weft_ok(
-            i,
-            &["attach", net, &name, "--netns", path.to_str().unwrap(), "--json"],
-        );
+        let out =
+            self.weft_ok(i, &["attach", net, &name, "--netns", path.to_str().unwrap(), "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("attach json");
         let addr = v["address"].as_str().unwrap().split('/').next().unwrap().to_string();
         (addr, self.hosts[i].containers.len() - 1)

@@ -5,11 +5,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::Value;
 use weft_model::network::{check_network_name, NetworkSpec};
-use weft_model::Mac;
+use weft_model::{Mac, PortMapping, Proto};
 
 use crate::error::{CniError, Code};
 use crate::version::Version;
@@ -73,13 +73,31 @@ pub struct Ipam {
     pub gateway: Option<Ipv4Addr>,
 }
 
-/// Capabilities the runtime fills in (`ips`, `mac`, later `portMappings`).
+/// Capabilities the runtime fills in (`ips`, `mac`, `portMappings`).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RuntimeConfig {
+    /// Addresses as `10.1.0.7/24` or `10.1.0.7`.
     #[serde(default)]
-    pub ips: Vec<IpNet>,
+    pub ips: Vec<String>,
     #[serde(default)]
     pub mac: Option<Mac>,
+    #[serde(default, rename = "portMappings")]
+    pub port_mappings: Vec<PortMappingConf>,
+}
+
+/// One entry of the `portMappings` capability, as the portmap plugin reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PortMappingConf {
+    #[serde(rename = "hostPort")]
+    pub host_port: u16,
+    #[serde(rename = "containerPort")]
+    pub container_port: u16,
+    /// `tcp` (default), `udp` or `sctp`.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Empty or absent: every host address.
+    #[serde(default, rename = "hostIP")]
+    pub host_ip: Option<String>,
 }
 
 /// The `args.cni` convention for static addresses.
@@ -176,16 +194,42 @@ impl NetConf {
         &self,
         cni_args_ip: Option<&str>,
     ) -> Result<Vec<std::net::IpAddr>, CniError> {
-        let mut out: Vec<std::net::IpAddr> =
-            self.runtime_config.ips.iter().map(|n| n.addr()).collect();
+        let mut out: Vec<std::net::IpAddr> = Vec::new();
         let extra = self.args.as_ref().map(|a| a.cni.ips.clone()).unwrap_or_default();
-        for s in extra.iter().map(String::as_str).chain(cni_args_ip) {
+        let all = self.runtime_config.ips.iter().chain(extra.iter()).map(String::as_str);
+        for s in all.chain(cni_args_ip) {
             let ip =
                 s.split('/').next().unwrap_or_default().parse().map_err(|_| {
                     CniError::new(Code::InvalidConfig, format!("bad IP address {s:?}"))
                 })?;
             out.push(ip);
         }
+        Ok(out)
+    }
+
+    /// The `portMappings` capability as weft's published ports.
+    pub fn requested_ports(&self) -> Result<Vec<PortMapping>, CniError> {
+        let bad = |m: String| CniError::new(Code::InvalidConfig, format!("portMappings: {m}"));
+        let mut out = Vec::new();
+        for pm in &self.runtime_config.port_mappings {
+            let protocol: Proto = match pm.protocol.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => p.parse().map_err(|e: weft_model::ModelError| bad(e.to_string()))?,
+                None => Proto::Tcp,
+            };
+            let host_ip = match pm.host_ip.as_deref().filter(|s| !s.is_empty()) {
+                Some(s) => {
+                    Some(s.parse().map_err(|_| bad(format!("hostIP {s:?} is not an address")))?)
+                }
+                None => None,
+            };
+            let m = PortMapping {
+                host_ip,
+                ..PortMapping::single(protocol, pm.host_port, pm.container_port)
+            };
+            m.check().map_err(|e| bad(e.to_string()))?;
+            out.push(m);
+        }
+        weft_model::port::check_all(&out).map_err(|e| bad(e.to_string()))?;
         Ok(out)
     }
 
@@ -221,6 +265,25 @@ mod tests {
         assert_eq!(c.network_spec().subnet.unwrap().to_string(), "10.1.0.0/24");
         assert_eq!(c.requested_ips(None).unwrap()[0].to_string(), "10.1.0.9");
         assert_eq!(c.requested_mac(None).unwrap().unwrap().to_string(), "02:00:00:00:00:09");
+    }
+
+    #[test]
+    fn port_mappings() {
+        let (c, _) = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"weft","runtimeConfig":{"portMappings":[
+                {"hostPort":8080,"containerPort":80,"protocol":"tcp"},
+                {"hostPort":53,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"},
+                {"hostPort":9000,"containerPort":90,"hostIP":""}]}}"#,
+        )
+        .unwrap();
+        let p: Vec<String> = c.requested_ports().unwrap().iter().map(|p| p.to_string()).collect();
+        assert_eq!(p, ["8080:80/tcp", "127.0.0.1:53:53/udp", "9000:90/tcp"]);
+        let (c, _) = NetConf::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"weft","runtimeConfig":{"portMappings":[
+                {"hostPort":8080,"containerPort":80,"protocol":"icmp"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.requested_ports().unwrap_err().code, 7);
     }
 
     #[test]

@@ -5,10 +5,13 @@
 pub mod bridge;
 pub mod error;
 pub mod link;
+pub mod link_detail;
 pub mod netlink;
 pub mod netns;
 pub mod plug;
+pub mod probe;
 pub mod read;
+pub mod route_get;
 pub mod vxlan;
 
 pub use error::{DatapathError, Result};

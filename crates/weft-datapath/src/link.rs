@@ -184,6 +184,17 @@ impl Netlink {
     /// Adds a unicast route in the main table: via `gateway` when given,
     /// else directly on the link (scope link).
     pub fn add_route(&mut self, dest: IpNet, gateway: Option<IpAddr>, oif: u32) -> Result<()> {
+        self.add_route_metric(dest, gateway, oif, 0)
+    }
+
+    /// [`Netlink::add_route`] with a metric (0: the kernel's default).
+    pub fn add_route_metric(
+        &mut self,
+        dest: IpNet,
+        gateway: Option<IpAddr>,
+        oif: u32,
+        metric: u32,
+    ) -> Result<()> {
         let mut m = RouteMessage::default();
         m.header.address_family = match dest {
             IpNet::V4(_) => AddressFamily::Inet,
@@ -201,6 +212,9 @@ impl Netlink {
             m.attributes.push(RouteAttribute::Gateway(route_addr(gw)));
         }
         m.attributes.push(RouteAttribute::Oif(oif));
+        if metric > 0 {
+            m.attributes.push(RouteAttribute::Priority(metric));
+        }
         self.exec(RouteNetlinkMessage::NewRoute(m), NLM_F_CREATE | NLM_F_EXCL).op(
             || match gateway {
                 Some(gw) => format!("add route {dest} via {gw}"),

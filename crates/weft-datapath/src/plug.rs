@@ -103,12 +103,26 @@ fn configure_container(ns: &mut Netlink, spec: &PlugSpec) -> Result<()> {
         ns.add_address(ifindex, spec.ifname, IpNet::V6(a6), true)?;
     }
     if let Some(gw) = spec.gateway {
-        ns.add_route(default_route_v4(), Some(IpAddr::V4(gw)), ifindex)?;
+        add_default(ns, default_route_v4(), IpAddr::V4(gw), ifindex)?;
     }
     if let Some(gw6) = spec.gateway6 {
-        ns.add_route(default_route_v6(), Some(IpAddr::V6(gw6)), ifindex)?;
+        add_default(ns, default_route_v6(), IpAddr::V6(gw6), ifindex)?;
     }
     Ok(())
+}
+
+/// A container on several networks gets a default route from each: the
+/// first attached wins (metric 0), later ones stand by with higher metrics.
+fn add_default(ns: &mut Netlink, dest: IpNet, gw: IpAddr, ifindex: u32) -> Result<()> {
+    let mut metric = 0;
+    loop {
+        match ns.add_route_metric(dest, Some(gw), ifindex, metric) {
+            Err(e) if e.is_exists() && metric < 1100 => {
+                metric = if metric == 0 { 1000 } else { metric + 1 }
+            }
+            r => return r,
+        }
+    }
 }
 
 fn default_route_v4() -> IpNet {

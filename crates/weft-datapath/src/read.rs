@@ -192,7 +192,8 @@ impl Netlink {
             }
             if let Some(mac) = mac {
                 let own = n.header.flags.contains(NeighbourFlags::Own);
-                let permanent = matches!(n.header.state, NeighbourState::Permanent | NeighbourState::Noarp);
+                let permanent =
+                    matches!(n.header.state, NeighbourState::Permanent | NeighbourState::Noarp);
                 out.push(FdbEntry {
                     mac,
                     port: n.header.ifindex,

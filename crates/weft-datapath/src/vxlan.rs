@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -149,15 +151,18 @@ pub fn remove_remote(nl: &mut Netlink, vxlan: u32, e: &RemoteEntry) -> Result<()
     for ip in &e.ips {
         let mut m = neighbour(family_of(*ip), vxlan, NeighbourFlags::empty());
         m.attributes.push(NeighbourAttribute::Destination(neigh_addr(*ip)));
-        gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0)).op(|| format!("delete neighbour {ip}"))?;
+        gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0))
+            .op(|| format!("delete neighbour {ip}"))?;
     }
     let mut m = neighbour(AddressFamily::Bridge, vxlan, NeighbourFlags::Controller);
     m.attributes.push(NeighbourAttribute::LinkLayerAddress(e.mac.0.to_vec()));
-    gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0)).op(|| format!("delete bridge FDB entry {}", e.mac))?;
+    gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0))
+        .op(|| format!("delete bridge FDB entry {}", e.mac))?;
     let mut m = neighbour(AddressFamily::Bridge, vxlan, NeighbourFlags::Own);
     m.attributes.push(NeighbourAttribute::LinkLayerAddress(e.mac.0.to_vec()));
     m.attributes.push(NeighbourAttribute::Destination(neigh_addr(e.vtep)));
-    gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0)).op(|| format!("delete VXLAN FDB entry {}", e.mac))?;
+    gone(nl.exec(RouteNetlinkMessage::DelNeighbour(m), 0))
+        .op(|| format!("delete VXLAN FDB entry {}", e.mac))?;
     Ok(())
 }
 

@@ -6,17 +6,20 @@
 //! named sets (bridge names, subnets). So adding a network adds set
 //! elements, never rules, and the whole table is rebuilt from the desired
 //! list in one atomic nft transaction whenever a network is created or
-//! removed. Endpoints never touch the firewall.
+//! removed. Endpoints touch the firewall only to publish ports, which adds
+//! or deletes map elements (see [`publish`]), never rules.
 
 mod error;
 mod nft;
+pub mod publish;
 mod ruleset;
 mod sysctl;
 
 pub use error::FirewallError;
 pub use nft::{Firewall, TableStatus, DEFAULT_TABLE};
-pub use ruleset::{ruleset, sets};
-pub use sysctl::enable_forwarding;
+pub use publish::{maps, PortRule};
+pub use ruleset::{ruleset, ruleset_with_ports, sets};
+pub use sysctl::{enable_forwarding, enable_route_localnet};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 

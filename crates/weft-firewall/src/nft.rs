@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::{check, ruleset, FirewallError, NetRules};
+use crate::{check, publish, ruleset, ruleset_with_ports, FirewallError, NetRules, PortRule};
 
 /// The table weft owns, in family `inet` (one table for IPv4 and IPv6).
 pub const DEFAULT_TABLE: &str = "weft";
@@ -34,6 +34,8 @@ pub struct TableStatus {
     /// Elements per set, as nft prints them (`weft-a`, `weft-a . weft-a`,
     /// `10.89.0.0/24`).
     pub sets: BTreeMap<String, Vec<String>>,
+    /// Elements per map, as `key : value` (`0.0.0.0/0 . tcp . 8080 : 10.89.0.2`).
+    pub maps: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for Firewall {
@@ -71,6 +73,45 @@ impl Firewall {
         let batch = serde_json::to_string(&ruleset(&self.table, nets))
             .expect("an nftables batch always serializes");
         self.nft(&["-j", "-f", "-"], Some(&batch), action).map(drop)
+    }
+
+    /// Like [`Firewall::apply`], with port publishing: its fixed rules and
+    /// maps, filled with `ports` (every published port of every endpoint).
+    /// This is what weft applies; it restores a deleted or flushed table
+    /// with all published ports.
+    pub fn apply_with_ports(
+        &self,
+        nets: &[NetRules],
+        ports: &[PortRule],
+    ) -> Result<(), FirewallError> {
+        check(nets)?;
+        let action = if nets.is_empty() { "removing" } else { "applying" };
+        let batch = serde_json::to_string(&ruleset_with_ports(&self.table, nets, ports))
+            .expect("an nftables batch always serializes");
+        self.nft(&["-j", "-f", "-"], Some(&batch), action).map(drop)
+    }
+
+    /// Adds the map elements of `ports` in one transaction; rules are not
+    /// touched. Fails as a whole (nothing added) if an element clashes with
+    /// one present, or the table lacks the maps (then rebuild it with
+    /// [`Firewall::apply_with_ports`]).
+    pub fn publish(&self, ports: &[PortRule]) -> Result<(), FirewallError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let batch = serde_json::to_string(&publish::publish_batch(&self.table, ports))
+            .expect("an nftables batch always serializes");
+        self.nft(&["-j", "-f", "-"], Some(&batch), "publishing ports in").map(drop)
+    }
+
+    /// Deletes exactly the map elements of `ports`, in one transaction.
+    pub fn unpublish(&self, ports: &[PortRule]) -> Result<(), FirewallError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let batch = serde_json::to_string(&publish::unpublish_batch(&self.table, ports))
+            .expect("an nftables batch always serializes");
+        self.nft(&["-j", "-f", "-"], Some(&batch), "unpublishing ports in").map(drop)
     }
 
     /// Removes the table if present; other tables are untouched.
@@ -181,6 +222,12 @@ fn parse_listing(out: &str) -> Result<TableStatus, String> {
                 None => Vec::new(),
             };
             st.sets.insert(str_field(set, "name")?, elems);
+        } else if let Some(map) = obj.get("map") {
+            let elems = match map.get("elem") {
+                Some(Value::Array(a)) => a.iter().map(element).collect(),
+                _ => Vec::new(),
+            };
+            st.maps.insert(str_field(map, "name")?, elems);
         }
     }
     Ok(st)
@@ -206,6 +253,10 @@ fn element(v: &Value) -> String {
     }
     if let Some(e) = v.get("elem") {
         return element(&e["val"]);
+    }
+    // A map element: [key, value].
+    if let Some([k, val]) = v.as_array().map(Vec::as_slice) {
+        return format!("{} : {}", element(k), element(val));
     }
     v.to_string()
 }

@@ -21,6 +21,7 @@ use nftables::schema::{
 use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
+use crate::publish::{self, PortRule};
 use crate::NetRules;
 
 /// Names of the sets in weft's table.
@@ -44,6 +45,17 @@ const PRIO_SRCNAT: i32 = 100;
 /// is only removed. Bridge names are taken as given; `Firewall::apply`
 /// refuses those that nft would misread.
 pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
+    build(table, nets, None)
+}
+
+/// [`ruleset`] plus port publishing (see `publish.rs`): its maps, chains and
+/// fixed rules, and the elements of `ports`. This is the table weft applies;
+/// with no networks the table is only removed.
+pub fn ruleset_with_ports(table: &str, nets: &[NetRules], ports: &[PortRule]) -> Nftables<'static> {
+    build(table, nets, Some(ports))
+}
+
+fn build(table: &str, nets: &[NetRules], ports: Option<&[PortRule]>) -> Nftables<'static> {
     let t = |s: &str| -> Cow<'static, str> { Cow::Owned(s.to_string()) };
     let table_obj =
         || NfListObject::Table(Table { family: NfFamily::INet, name: t(table), handle: None });
@@ -103,6 +115,10 @@ pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
         }));
     }
 
+    if ports.is_some() {
+        publish::add_machinery(&mut b, table, nets);
+    }
+
     for (name, elem) in elements(nets) {
         if !elem.is_empty() {
             b.add(NfListObject::Element(Element {
@@ -112,6 +128,9 @@ pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
                 elem: Cow::Owned(elem),
             }));
         }
+    }
+    if let Some(ports) = ports {
+        publish::add_elements(&mut b, table, ports);
     }
     b.to_nftables()
 }

@@ -40,3 +40,19 @@ fn set_on(path: &'static str) -> Result<(), FirewallError> {
     }
     std::fs::write(path, "1").map_err(fail)
 }
+
+/// Lets packets with a 127.0.0.0/8 source leave through `bridge`, so that
+/// a port published on the host reaches its container from 127.0.0.1
+/// (destination NAT in `output`, then masquerade to the bridge's address).
+/// Only this interface of the calling thread's namespace is changed.
+pub fn enable_route_localnet(bridge: &str) -> Result<(), FirewallError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    let fail = |e: std::io::Error| FirewallError::Sysctl {
+        path: "/proc/sys/net/ipv4/conf/BRIDGE/route_localnet",
+        why: format!("{bridge}: {e}"),
+    };
+    if std::fs::read_to_string(&path).map_err(fail)?.trim() == "1" {
+        return Ok(());
+    }
+    std::fs::write(&path, "1").map_err(fail)
+}

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
-use crate::{Mac, ModelError};
+use crate::{Mac, ModelError, PortMapping};
 
 /// Lifecycle of an endpoint record. The record is written as `Creating`
 /// (reserving its addresses) before any kernel change and turned `Ready`
@@ -45,6 +45,13 @@ pub struct Endpoint {
     /// the attach crashed midway.
     pub pid: u32,
     pub created: u64,
+    /// Host ports forwarded to this endpoint (`--publish`); absent in
+    /// records written before port publishing existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
+    /// DNS names besides the container name (`--alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -8,11 +8,13 @@ pub mod mac;
 pub mod names;
 pub mod network;
 pub mod node;
+pub mod port;
 
 pub use endpoint::{Endpoint, EndpointKey, EndpointState};
 pub use mac::Mac;
 pub use network::{Driver, Network};
 pub use node::Node;
+pub use port::{PortMapping, Proto};
 
 /// Errors of model validation; each message is one line a user can act on.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,4 +45,12 @@ pub enum ModelError {
     VniWithoutOverlay,
     #[error("address {addr} is not usable in {subnet}: {why}")]
     BadAddress { addr: String, subnet: String, why: &'static str },
+    #[error("published port {0:?} is invalid: {1}")]
+    BadPort(String, &'static str),
+    #[error("published port {0} overlaps {1}: publish each host port once")]
+    PortsOverlap(String, String),
+    #[error(
+        "alias {0:?} is invalid: use DNS labels of letters, digits, '-' and '_', separated by dots"
+    )]
+    BadAlias(String),
 }

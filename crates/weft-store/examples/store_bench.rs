@@ -29,6 +29,8 @@ fn req(container: &str) -> EndpointRequest {
         boot_id: "boot".into(),
         pid: std::process::id(),
         created: 0,
+        ports: Vec::new(),
+        aliases: Vec::new(),
     }
 }
 

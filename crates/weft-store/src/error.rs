@@ -46,4 +46,34 @@ pub enum StoreError {
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("create state directory {path}: {source}")]
     StateDir { path: PathBuf, source: std::io::Error },
+    #[error("VNI {vni} is already used by network {network:?}; choose another with --vni")]
+    VniInUse { vni: u32, network: String },
+    #[error("etcd {endpoints} unreachable: {why} (is etcd running? check --etcd)")]
+    Unreachable { endpoints: String, why: String },
+    #[error("etcd {endpoints}: {context}: {source}")]
+    Etcd { endpoints: String, context: String, source: etcd_client::Error },
+    #[error("etcd settings: {0}")]
+    EtcdConfig(String),
+    #[error("etcd TLS: read {what} {path}: {source}")]
+    EtcdTls { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("start the etcd client: {0}")]
+    Runtime(std::io::Error),
+    #[error("endpoint {0} names no node: the cluster store must know which host the container runs on (--node or WEFT_NODE)")]
+    NodeRequired(EndpointKey),
+    #[error(
+        "node {0:?} is not registered in etcd: is `weft agent --node {0}` running on this host?"
+    )]
+    NodeNotRegistered(String),
+    #[error("node {0:?} is registered and alive; stop its agent or let its lease expire before reaping it")]
+    NodeAlive(String),
+    #[error("etcd lease {lease:x} has expired: the node's endpoints and address blocks are gone from the cluster; register the node again")]
+    LeaseLost { lease: i64 },
+    #[error(
+        "etcd history up to revision {0} was compacted; take a new snapshot and watch from there"
+    )]
+    Compacted(i64),
+    #[error("{0}: gave up after too many conflicting concurrent changes in etcd; try again")]
+    Contention(String),
+    #[error("host port {port} is already published by container {container:?} (network {network:?}, {theirs}); choose another host port")]
+    PortInUse { port: String, theirs: String, network: String, container: String },
 }

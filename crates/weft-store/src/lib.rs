@@ -1,12 +1,13 @@
 //! weft's state: networks and endpoints, behind one [`Store`] trait.
 //!
 //! [`SqliteStore`] keeps a single host's state in an embedded database that
-//! several weft processes may use at once; a cluster backend can implement
-//! the same trait later. Validation of single records lives in weft-model;
+//! several weft processes may use at once; [`EtcdStore`] keeps a cluster's
+//! in etcd, shared by every host (see [`etcd`]). Validation of single records lives in weft-model;
 //! what needs to see other records (duplicates, overlaps, free addresses) is
 //! decided here, atomically.
 
 mod error;
+pub mod etcd;
 mod schema;
 mod sqlite;
 
@@ -14,9 +15,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use weft_model::network::NetworkSpec;
-use weft_model::{Endpoint, EndpointKey, Mac, Network};
+use weft_model::{Endpoint, EndpointKey, Mac, Network, PortMapping};
 
 pub use error::StoreError;
+pub use etcd::{EtcdConfig, EtcdStore};
 pub use sqlite::SqliteStore;
 
 /// Where weft keeps its networks and endpoints. Every method is atomic: a
@@ -82,4 +84,9 @@ pub struct EndpointRequest {
     pub boot_id: String,
     pub pid: u32,
     pub created: u64,
+    /// Host ports to publish; the store refuses one that overlaps a port
+    /// another endpoint publishes, in the same transaction.
+    pub ports: Vec<PortMapping>,
+    /// DNS names besides the container name.
+    pub aliases: Vec<String>,
 }

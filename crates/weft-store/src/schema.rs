@@ -7,10 +7,10 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Bump when the tables change, and add a step to [`MIGRATIONS`].
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` takes a database from version `n` to `n + 1`.
-const MIGRATIONS: [&str; VERSION as usize] = [V1];
+const MIGRATIONS: [&str; VERSION as usize] = [V1, V2];
 
 /// Addresses are kept as integers (IPv4) and 16-byte big-endian blobs (IPv6)
 /// so that order and equality are numeric. `hint4`/`hint6` remember the last
@@ -51,6 +51,27 @@ CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value TEXT NOT NULL
 ) STRICT, WITHOUT ROWID;
+";
+
+/// Published host ports, one row per `--publish`, so that an attach finds a
+/// clash with one indexed range query inside its transaction (the endpoint
+/// record keeps the same list for everything else). `host_ip` is '' for
+/// every address; `mapping` is the `--publish` form, for messages.
+const V2: &str = "
+CREATE TABLE ports (
+    network   TEXT NOT NULL,
+    container TEXT NOT NULL,
+    ifname    TEXT NOT NULL,
+    proto     TEXT NOT NULL,
+    host_ip   TEXT NOT NULL,
+    port_lo   INTEGER NOT NULL,
+    port_hi   INTEGER NOT NULL,
+    mapping   TEXT NOT NULL,
+    FOREIGN KEY (network, container, ifname)
+        REFERENCES endpoints (network, container, ifname) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX ports_by_port ON ports (proto, port_lo);
+CREATE INDEX ports_by_endpoint ON ports (network, container, ifname);
 ";
 
 pub enum Outcome {

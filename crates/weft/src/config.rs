@@ -73,3 +73,13 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
 }
+
+impl Cluster {
+    pub fn etcd_config(&self) -> weft_store::EtcdConfig {
+        let mut c = weft_store::EtcdConfig::new(self.etcd.clone());
+        c.ca = self.ca.clone();
+        c.cert = self.cert.clone();
+        c.key = self.key.clone();
+        c
+    }
+}

@@ -3,6 +3,7 @@
 mod cni;
 mod commands;
 mod config;
+mod diagnose;
 mod ops;
 mod output;
 

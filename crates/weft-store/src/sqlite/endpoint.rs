@@ -10,7 +10,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use weft_model::endpoint::check_container_name;
-use weft_model::{ipam, names, Endpoint, EndpointKey, EndpointState, Network};
+use weft_model::{ipam, names, Endpoint, EndpointKey, EndpointState, Network, PortMapping};
 
 use super::{decode, encode, Fail};
 use crate::{EndpointRequest, StoreError};
@@ -48,6 +48,12 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
     if let Some(container) = mac_owner {
         return Err(StoreError::MacInUse { mac: req.mac, network: net.name, container }.into());
     }
+
+    weft_model::port::check_all(&req.ports)?;
+    for a in &req.aliases {
+        weft_model::port::check_alias(a)?;
+    }
+    check_ports(&tx, &req.ports)?;
 
     let v4 = Family {
         subnet: IpNet::V4(net.subnet),
@@ -106,6 +112,8 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
         boot_id: req.boot_id.clone(),
         pid: req.pid,
         created: req.created,
+        ports: req.ports.clone(),
+        aliases: req.aliases.clone(),
     };
     tx.prepare_cached(
         "INSERT INTO endpoints (network, container, ifname, ip4, ip6, mac, data)
@@ -120,6 +128,7 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
         req.mac.to_string(),
         encode(&endpoint)?,
     ))?;
+    insert_ports(&tx, req)?;
     if new_hint4.is_some() || new_hint6.is_some() {
         tx.prepare_cached(
             "UPDATE networks SET hint4 = coalesce(?2, hint4), hint6 = coalesce(?3, hint6) WHERE name = ?1",
@@ -128,6 +137,59 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
     }
     tx.commit()?;
     Ok(endpoint)
+}
+
+/// Refuses a mapping that overlaps one already published. Runs inside the
+/// `BEGIN IMMEDIATE` transaction of the reservation, so two processes cannot
+/// both pass the check for the same port.
+fn check_ports(tx: &Transaction, ports: &[PortMapping]) -> Result<(), Fail> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT network, container, mapping FROM ports
+         WHERE proto = ?1 AND port_lo <= ?3 AND port_hi >= ?2",
+    )?;
+    for p in ports {
+        let rows = stmt.query_map((p.protocol.as_str(), p.host_port, p.host_port_end), |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        for row in rows {
+            let (network, container, mapping) = row?;
+            let theirs: PortMapping = decode_mapping(&mapping)?;
+            if theirs.overlaps(p) {
+                return Err(StoreError::PortInUse {
+                    port: p.to_string(),
+                    theirs: theirs.to_string(),
+                    network,
+                    container,
+                }
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decode_mapping(s: &str) -> Result<PortMapping, Fail> {
+    s.parse().map_err(|e| Fail::Corrupt(format!("published port {s:?}: {e}")))
+}
+
+fn insert_ports(tx: &Transaction, req: &EndpointRequest) -> Result<(), Fail> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO ports (network, container, ifname, proto, host_ip, port_lo, port_hi, mapping)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for p in &req.ports {
+        stmt.execute((
+            &req.network,
+            &req.container,
+            &req.ifname,
+            p.protocol.as_str(),
+            p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            p.host_port,
+            p.host_port_end,
+            p.to_string(),
+        ))?;
+    }
+    Ok(())
 }
 
 fn network_row(tx: &Transaction, name: &str) -> Result<NetRow, Fail> {

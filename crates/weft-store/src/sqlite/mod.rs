@@ -133,6 +133,14 @@ impl SqliteStore {
         &self.path
     }
 
+    /// A number that changes whenever another connection (another weft
+    /// process) commits to the database: `PRAGMA data_version`. With WAL it
+    /// reads only the shared-memory index, so polling it every few
+    /// milliseconds is cheap; a watcher re-reads the store when it changes.
+    pub fn data_version(&self) -> Result<i64, StoreError> {
+        self.run(|c| Ok(c.pragma_query_value(None, "data_version", |r| r.get(0))?))
+    }
+
     fn run<T>(
         &self,
         mut op: impl FnMut(&mut Connection) -> Result<T, Fail>,

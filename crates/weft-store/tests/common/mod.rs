@@ -34,6 +34,8 @@ pub fn req(network: &str, container: &str) -> EndpointRequest {
         boot_id: "boot-1".into(),
         pid: 4242,
         created: 1_700_000_000,
+        ports: Vec::new(),
+        aliases: Vec::new(),
     }
 }
 

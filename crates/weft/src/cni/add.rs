@@ -47,6 +47,8 @@ pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, Cn
                     _ => None,
                 }),
                 mac: conf.requested_mac(inv.arg("MAC"))?,
+                ports: conf.requested_ports()?,
+                aliases: Vec::new(),
             };
             endpoint::attach(&mut ctx, &req).map_err(to_cni)?
         }
@@ -143,7 +145,11 @@ pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
             routes.push(Route { dst: "::/0".into(), gw: Some(gw6.to_string()) });
         }
     }
-    CniResult { interfaces, ips, routes, dns: Dns::default() }
+    // The gateway answers DNS for the network's containers (`weft dns`).
+    let nameservers = std::iter::once(net.gateway.to_string())
+        .chain(net.gateway6.map(|g| g.to_string()))
+        .collect();
+    CniResult { interfaces, ips, routes, dns: Dns { nameservers, ..Dns::default() } }
 }
 
 /// DEL succeeds whenever the endpoint is gone afterwards: unknown network,

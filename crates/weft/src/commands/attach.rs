@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Args;
-use weft_model::Mac;
+use weft_model::{Mac, PortMapping};
 
 use crate::ops::endpoint::{self, AttachRequest, NetnsRef};
 use crate::output;
@@ -31,6 +31,13 @@ pub struct Attach {
     /// MAC address (default: derived from network, container and ifname).
     #[arg(long)]
     mac: Option<Mac>,
+    /// Forward a host port (or range) to the container:
+    /// [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp|/sctp]. Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    publish: Vec<PortMapping>,
+    /// Another DNS name for the container on this network. Repeatable.
+    #[arg(long = "alias", value_name = "NAME")]
+    aliases: Vec<String>,
     #[arg(long)]
     json: bool,
 }
@@ -53,10 +60,22 @@ impl Attach {
                 ip: self.ip,
                 ip6: self.ip6,
                 mac: self.mac,
+                ports: self.publish,
+                aliases: self.aliases,
             },
         )?;
         if self.json {
-            output::json(&ep)
+            // The gateway also answers DNS for the network (`weft dns`).
+            let net = ctx.store.network(&ep.network)?;
+            let nameservers: Vec<String> = net
+                .iter()
+                .flat_map(|n| {
+                    std::iter::once(n.gateway.to_string()).chain(n.gateway6.map(|g| g.to_string()))
+                })
+                .collect();
+            let mut v = serde_json::to_value(&ep)?;
+            v["dns"] = serde_json::json!({ "nameservers": nameservers });
+            output::json(&v)
         } else {
             output::endpoint_table(std::slice::from_ref(&ep));
             Ok(())

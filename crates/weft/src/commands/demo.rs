@@ -124,6 +124,8 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
                 ip: None,
                 ip6: None,
                 mac: None,
+                ports: Vec::new(),
+                aliases: Vec::new(),
             },
         )?;
         println!(

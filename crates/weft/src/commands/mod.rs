@@ -1,11 +1,16 @@
 //! One file per command: a clap struct and what it runs.
 
+mod agent;
 mod attach;
 mod demo;
 mod detach;
 mod endpoint;
+mod explain;
+mod firewall;
 mod gc;
 mod network;
+mod node;
+mod topology;
 
 use std::path::Path;
 
@@ -26,8 +31,20 @@ pub enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// Repair state left by crashes, reboots and vanished containers.
     Gc(gc::Gc),
+    /// Run the per-host agent of a cluster (overlay networks).
+    Agent(agent::Agent),
+    /// Hosts of the cluster.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Build the seed's two-container scenario in a throwaway sandbox and show it.
     Demo(demo::Demo),
+    /// Draw the live network: containers, veth pairs, bridges, uplink (text, dot, svg, json).
+    Topology(topology::Topology),
+    /// Walk the path of a packet from a container to a container or address, step by step.
+    Explain(explain::Explain),
+    /// weft's nftables table: rebuild it from the store, or show it.
+    #[command(subcommand)]
+    Firewall(firewall::FirewallCommand),
 }
 
 impl Command {
@@ -38,7 +55,12 @@ impl Command {
             Command::Detach(c) => c.run(state_dir),
             Command::Endpoint(c) => c.run(state_dir),
             Command::Gc(c) => c.run(state_dir),
+            Command::Agent(c) => c.run(state_dir),
+            Command::Node(c) => c.run(state_dir),
             Command::Demo(c) => c.run(),
+            Command::Topology(c) => c.run(state_dir),
+            Command::Explain(c) => c.run(state_dir),
+            Command::Firewall(c) => c.run(state_dir),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use weft_datapath::Netlink;
-use weft_firewall::{Firewall, NetRules};
-use weft_store::{SqliteStore, Store};
+use weft_firewall::{Firewall, NetRules, PortRule};
+use weft_store::{EtcdStore, SqliteStore, Store};
 
 static CLUSTER: std::sync::OnceLock<Option<crate::config::Cluster>> = std::sync::OnceLock::new();
 
@@ -32,13 +32,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// The embedded store of this host, or the cluster store when the
+    /// process was given etcd endpoints.
     pub fn open(state_dir: &Path) -> Result<Context> {
-        let store = SqliteStore::open(state_dir)?;
+        let (store, node): (Box<dyn Store>, Option<String>) = match cluster() {
+            Some(c) => {
+                (Box::new(EtcdStore::connect(&c.etcd_config(), &c.node)?), Some(c.node.clone()))
+            }
+            None => (Box::new(SqliteStore::open(state_dir)?), None),
+        };
         Ok(Context {
             state_dir: state_dir.to_path_buf(),
-            store: Box::new(store),
+            store,
             boot_id: boot_id(),
-            node: None,
+            node,
             nl: None,
         })
     }
@@ -61,7 +68,22 @@ impl Context {
         if !rules.is_empty() {
             weft_firewall::enable_forwarding(nets.iter().any(|n| n.subnet6.is_some()))?;
         }
-        Firewall::new().apply(&rules)?;
+        // Published ports of this host's endpoints (a cluster store holds
+        // other hosts' too): the rebuilt table keeps them.
+        let mut ports = Vec::new();
+        for ep in self.store.endpoints(None)?.iter().filter(|e| e.node == self.node) {
+            if ep.ports.is_empty() {
+                continue;
+            }
+            // Not fatal: a bridge being rebuilt gets it when it publishes.
+            if let Some(n) = nets.iter().find(|n| n.name == ep.network) {
+                if let Err(e) = weft_firewall::enable_route_localnet(&n.bridge) {
+                    tracing::warn!("{e}");
+                }
+            }
+            ports.extend(PortRule::of(ep));
+        }
+        Firewall::new().apply_with_ports(&rules, &ports)?;
         Ok(())
     }
 }

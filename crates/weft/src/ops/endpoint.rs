@@ -7,11 +7,11 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use weft_datapath::plug::{self, PlugSpec};
 use weft_datapath::Netns;
 use weft_model::endpoint::check_container_name;
-use weft_model::{names, Endpoint, EndpointKey, Mac};
+use weft_model::{names, Endpoint, EndpointKey, Mac, PortMapping};
 use weft_store::EndpointRequest;
 
 use super::context::now;
-use super::{failpoint, network, Context};
+use super::{failpoint, network, publish, Context};
 
 /// Where the container's network namespace is.
 #[derive(Debug, Clone)]
@@ -30,6 +30,10 @@ pub struct AttachRequest {
     pub ip: Option<Ipv4Addr>,
     pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
+    /// Host ports to forward to the container (`--publish`).
+    pub ports: Vec<PortMapping>,
+    /// DNS names besides the container name (`--alias`).
+    pub aliases: Vec<String>,
 }
 
 /// The host end's MAC is fixed too (the kernel would pick a random one), so
@@ -61,6 +65,10 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
     // here rather than failing every attach until someone runs gc.
     let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
         Some(b) => b,
+        None if net.driver == weft_model::Driver::Overlay => bail!(
+            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
+            net.name
+        ),
         None => {
             network::build(ctx, &net)?;
             ctx.host()?
@@ -68,6 +76,8 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
                 .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
         }
     };
+
+    publish::check(&net, &req.ports)?;
 
     let host_veth = names::host_veth_name(&req.network, &req.container, &req.ifname);
     let ep = ctx.store.reserve_endpoint(&EndpointRequest {
@@ -83,6 +93,8 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         boot_id: ctx.boot_id.clone(),
         pid: std::process::id(),
         created: now(),
+        ports: req.ports.clone(),
+        aliases: req.aliases.clone(),
     })?;
     failpoint::hit("attach-after-reserve");
 
@@ -103,10 +115,12 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
     let done = plug::plug(ctx.host()?, &netns, &spec)
         .map(|()| failpoint::hit("attach-after-plug"))
         .map_err(anyhow::Error::from)
+        .and_then(|()| publish::publish(ctx, &ep, &net.bridge))
         .and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
     if let Err(e) = done {
         let _ = plug::unplug(ctx.host()?, &host_veth);
         let _ = ctx.store.remove_endpoint(&ep.key());
+        let _ = publish::unpublish(ctx, &ep);
         return Err(e.context(format!("attach {} to {}", req.container, req.network)));
     }
     Ok(Endpoint { state: weft_model::EndpointState::Ready, ..ep })
@@ -128,6 +142,7 @@ pub fn detach(
         .endpoints(Some(network))?
         .into_iter()
         .filter(|e| e.container == container && ifname.is_none_or(|i| e.ifname == i))
+        .filter(|e| e.node == ctx.node)
         .collect();
     if eps.is_empty() {
         bail!("container {container} is not attached to network {network}");
@@ -145,5 +160,6 @@ pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
     plug::unplug(ctx.host()?, &ep.host_veth)
         .with_context(|| format!("detach {} from {}", ep.container, ep.network))?;
     ctx.store.remove_endpoint(&ep.key())?;
+    publish::unpublish(ctx, ep)?;
     Ok(())
 }

@@ -55,7 +55,7 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
         return Ok(Vec::new());
     }
     let mut removed = Vec::new();
-    for ep in ctx.store.endpoints(None)? {
+    for ep in local_endpoints(ctx)? {
         if ep.boot_id != ctx.boot_id {
             ctx.store.remove_endpoint(&ep.key())?;
             removed.push(ep.key().to_string());
@@ -66,12 +66,20 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// Endpoints of this host: all of them on a single host, this node's in a
+/// cluster (other hosts' records are theirs to repair).
+pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {
+    let mut eps = ctx.store.endpoints(None)?;
+    eps.retain(|e| e.node == ctx.node);
+    Ok(eps)
+}
+
 pub fn run(ctx: &mut Context) -> Result<Report> {
     let mut report = Report { endpoints: reclaim_after_reboot(ctx)?, ..Default::default() };
     let links = ctx.host()?.links()?;
     let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
 
-    for ep in ctx.store.endpoints(None)? {
+    for ep in local_endpoints(ctx)? {
         if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
@@ -81,7 +89,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
 
     let nets = ctx.store.networks()?;
     let owned_veths: HashSet<String> =
-        ctx.store.endpoints(None)?.into_iter().map(|e| e.host_veth).collect();
+        local_endpoints(ctx)?.into_iter().map(|e| e.host_veth).collect();
     let owned_bridges: HashSet<&str> = nets.iter().map(|n| n.bridge.as_str()).collect();
     for l in &links {
         if !bridge::is_weft_link(l) {
@@ -103,7 +111,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         }
     }
 
-    for net in &nets {
+    for net in nets.iter().filter(|n| n.driver == weft_model::Driver::Bridge) {
         if !live.contains(&net.bridge) {
             network::build(ctx, net)?;
             report.repaired.push(net.name.clone());

@@ -7,5 +7,6 @@ pub mod endpoint;
 pub mod failpoint;
 pub mod gc;
 pub mod network;
+pub mod publish;
 
 pub use context::Context;

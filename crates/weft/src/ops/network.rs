@@ -63,6 +63,10 @@ pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
     let taken = host_taken(ctx.host()?)?;
     let net = ctx.store.create_network(spec, &taken, now())?;
     failpoint::hit("network-create-after-store");
+    if net.driver == weft_model::Driver::Overlay {
+        // Every host's agent builds its bridge and VXLAN device.
+        return Ok(net);
+    }
     if let Err(e) = build(ctx, &net) {
         let _ = ctx.store.remove_network(&net.name);
         // The bridge may exist half-made; sync drops our rules for it.
@@ -135,6 +139,17 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Network> {
                 eps.len(),
                 names.join(", "),
                 if eps.len() > 5 { ", ..." } else { "" }
+            );
+        }
+        let remote: Vec<String> = eps
+            .iter()
+            .filter(|e| e.node != ctx.node)
+            .map(|e| format!("{} on {}", e.container, e.node.as_deref().unwrap_or("?")))
+            .collect();
+        if !remote.is_empty() {
+            bail!(
+                "network {name} has endpoints on other hosts ({}); detach them there",
+                remote.join(", ")
             );
         }
         for ep in &eps {

@@ -1,0 +1,44 @@
+#!/bin/sh
+# weft attach/detach benchmark against the reference CNI bridge + host-local
+# plugins (see BENCHMARKS.md). Entry point of `make bench`; run as root.
+#
+# Builds weft-bench, then runs it. Every network namespace it makes is
+# named "$BENCH_PREFIX-..." and lives only for the run; the trap below
+# deletes any that survive a crash or Ctrl-C (weft-bench also cleans up
+# itself). Nothing runs in, or changes, the machine's own namespace.
+#
+# Environment: WEFT_BIN (default target/release/weft), CNI_PATH, BENCH_SEQ_N,
+# BENCH_PAR_N, BENCH_WORKERS, BENCH_CHUNK, BENCH_WARMUP, BENCH_SUBNET,
+# BENCH_OUT (default bench/results.json); see bench/src/main.rs.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "bench/attach.sh: run as root (make bench uses sudo)" >&2
+    exit 1
+fi
+
+CARGO=${CARGO:-cargo}
+export WEFT_BIN="${WEFT_BIN:-${CARGO_TARGET_DIR:-target}/release/weft}"
+if [ ! -x "$WEFT_BIN" ]; then
+    echo "bench/attach.sh: $WEFT_BIN missing; building it" >&2
+    "$CARGO" build --release -p weft
+fi
+# The bench program itself: its own target dir unless one is set.
+"$CARGO" build --release -q -p weft-bench
+BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/weft-bench"
+
+export BENCH_PREFIX="wbench-$$"
+cleanup() {
+    # Only namespaces of this run (the prefix carries this shell's pid).
+    leftover=$(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$BENCH_PREFIX-" || true)
+    if [ -n "$leftover" ]; then
+        echo "bench/attach.sh: removing leftover namespaces" >&2
+        echo "$leftover" | sed 's/^/netns del /' | ip -force -batch - 2>/dev/null || true
+    fi
+    rm -rf "${TMPDIR:-/tmp}/$BENCH_PREFIX"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+"$BENCH_BIN"

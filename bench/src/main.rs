@@ -1,0 +1,143 @@
+//! weft-bench: times `weft attach` / `weft detach` against the reference
+//! CNI `bridge` + `host-local` plugins, each operation a whole process, in
+//! throwaway network namespaces. Run through `bench/attach.sh` (`make bench`).
+//!
+//! Configuration (environment):
+//! - `WEFT_BIN`      weft binary (default `target/release/weft`)
+//! - `CNI_PATH`      reference plugins (default `/usr/lib/cni`)
+//! - `BENCH_SEQ_N`   sequential sizes, comma-separated (default `200,1000`)
+//! - `BENCH_PAR_N`   parallel workload size, 0 to skip (default `200`)
+//! - `BENCH_WORKERS` parallel workers per tool (default `4`)
+//! - `BENCH_CHUNK`   parallel: operations per worker per turn (default `10`)
+//! - `BENCH_WARMUP`  untimed cycles per tool before each workload (default `3`)
+//! - `BENCH_SUBNET`  the /16 both tools use (default `10.88.0.0/16`)
+//! - `BENCH_OUT`     JSON results (default `bench/results.json`)
+//! - `BENCH_PREFIX`  prefix of every namespace made (default `wbench-PID`)
+//! - `BENCH_TOOLS`   `weft,cni` (default); one of them alone for profiling
+
+mod report;
+mod sandbox;
+mod stats;
+mod tools;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context, Result};
+
+use workload::{Env, Spec};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Fails once SIGINT/SIGTERM arrived; the loops call it between operations
+/// so that the namespace guards unwind and clean up.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    env_or(name, &default.to_string()).parse().with_context(|| format!("{name}: not a number"))
+}
+
+fn main() -> ExitCode {
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        println!(
+            "usage: weft-bench   (configured by environment; see bench/README or src/main.rs)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("must run as root (it creates network namespaces)");
+    }
+    let weft_bin = std::fs::canonicalize(env_or("WEFT_BIN", "target/release/weft"))
+        .context("WEFT_BIN (build it with `cargo build --release -p weft`)")?;
+    let cni_path = PathBuf::from(env_or("CNI_PATH", "/usr/lib/cni"));
+    tools::check_executable(&weft_bin)?;
+    tools::check_executable(&cni_path.join("bridge"))?;
+    tools::check_executable(&cni_path.join("host-local"))?;
+
+    let prefix = env_or("BENCH_PREFIX", &format!("wbench-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(&prefix);
+    std::fs::create_dir_all(&tmp)?;
+    let env = Env {
+        weft_bin,
+        cni_path,
+        subnet: env_or("BENCH_SUBNET", "10.88.0.0/16"),
+        tmp: tmp.clone(),
+        prefix,
+        warmup: env_usize("BENCH_WARMUP", 3)?,
+        tools: env_or("BENCH_TOOLS", "weft,cni").split(',').map(|t| t.trim().to_string()).collect(),
+    };
+    if env.tools.is_empty() || env.tools.iter().any(|t| t != "weft" && t != "cni") {
+        bail!("BENCH_TOOLS: a comma-separated list of weft, cni");
+    }
+    let out = PathBuf::from(env_or("BENCH_OUT", "bench/results.json"));
+
+    let mut specs = Vec::new();
+    for n in env_or("BENCH_SEQ_N", "200,1000").split(',').filter(|s| !s.trim().is_empty()) {
+        let n: usize = n.trim().parse().context("BENCH_SEQ_N")?;
+        specs.push(Spec { name: format!("seq-{n}"), n, workers: 1, chunk: 1 });
+    }
+    let par_n = env_usize("BENCH_PAR_N", 200)?;
+    let workers = env_usize("BENCH_WORKERS", 4)?;
+    if par_n > 0 {
+        specs.push(Spec {
+            name: format!("par{workers}-{par_n}"),
+            n: par_n,
+            workers,
+            chunk: env_usize("BENCH_CHUNK", 10)?,
+        });
+    }
+
+    let machine = report::machine(&env);
+    report::print_machine(&machine);
+    let started = std::time::SystemTime::now();
+    let mut results = Vec::new();
+    let outcome = (|| -> Result<()> {
+        for spec in specs {
+            let r = workload::run(&env, spec)?;
+            report::print_table(std::slice::from_ref(&r));
+            results.push(r);
+            // Written after every workload, so an interrupted run keeps
+            // what it measured.
+            report::write_json(&out, &machine, &env, started, &results)?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    outcome?;
+    println!();
+    println!("== all workloads ==");
+    report::print_table(&results);
+    report::print_targets(&results);
+    println!("\nresults: {}", out.display());
+    Ok(())
+}

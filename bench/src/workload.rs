@@ -1,0 +1,329 @@
+//! One workload, run for weft and for the reference plugin in the same
+//! run, interleaved so that machine noise hits both:
+//!
+//! - sequential: attach containers 0..N one by one (the tool that goes
+//!   first alternates per container), then detach them in the same order.
+//!   N endpoints exist at the end of the attach phase, so the last 10% of
+//!   attaches measure a network that already holds 0.9 N endpoints.
+//! - parallel: W workers per tool, N containers in total; the tools take
+//!   turns in rounds of `chunk` operations per worker (W processes of one
+//!   tool at a time), attach phase then detach phase.
+//!
+//! Each tool has its own sandbox host namespace, state and containers; all
+//! namespaces are made before timing starts and deleted afterwards.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::sandbox::{self, in_netns, Ns, NsSet};
+use crate::tools::{Container, Op, Sample, Tool, NETWORK};
+
+pub struct Env {
+    pub weft_bin: PathBuf,
+    pub cni_path: PathBuf,
+    pub subnet: String,
+    /// Per-run scratch directory (state dirs, host-local data).
+    pub tmp: PathBuf,
+    /// Every namespace name starts with this.
+    pub prefix: String,
+    /// Untimed attach+detach cycles per tool before each workload.
+    pub warmup: usize,
+    /// Which tools run: "weft", "cni" (normally both).
+    pub tools: Vec<String>,
+}
+
+pub struct Spec {
+    pub name: String,
+    pub n: usize,
+    /// 1: sequential.
+    pub workers: usize,
+    /// Parallel only: operations per worker before the other tool's turn.
+    pub chunk: usize,
+}
+
+pub struct ToolResult {
+    pub key: &'static str,
+    pub attach: Vec<Sample>,
+    pub detach: Vec<Sample>,
+    /// Successful attaches that got an address another container had.
+    pub duplicate_addresses: usize,
+    /// Attaches whose output did not show an address.
+    pub missing_addresses: usize,
+    /// veths left in the sandbox host after the detach phase.
+    pub leftover_veths: usize,
+    /// Endpoint / lease records left after the detach phase.
+    pub leftover_records: usize,
+    /// First few distinct error messages.
+    pub errors: Vec<String>,
+}
+
+pub struct WorkloadResult {
+    pub spec: Spec,
+    pub tools: Vec<ToolResult>,
+    pub wall: Duration,
+    /// How busy the whole machine was during the timed phases (all CPUs,
+    /// everything running on them, this benchmark included), in percent.
+    pub machine_busy_pct: f64,
+    pub loadavg_before: String,
+    pub loadavg_after: String,
+}
+
+/// (busy, total) jiffies of all CPUs from /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // idle and iowait
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One tool's side of a workload.
+struct Side<'a> {
+    tool: Tool,
+    host: &'a Ns,
+    containers: Vec<Container<'a>>,
+    attach: Vec<Sample>,
+    detach: Vec<Sample>,
+}
+
+pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
+    let wall = Instant::now();
+    let id = spec.name.replace('-', "");
+    let dir = env.tmp.join(&id);
+    std::fs::create_dir_all(&dir)?;
+    let _cleanup_dir = RemoveDir(dir.clone());
+
+    let tools: Vec<Tool> = [
+        Tool::weft(&env.weft_bin, &dir.join("weft-state")),
+        Tool::cni(&env.cni_path, &env.subnet, &dir.join("cni-data")),
+    ]
+    .into_iter()
+    .filter(|t| env.tools.iter().any(|k| k == t.key()))
+    .collect();
+    eprintln!("[{}] creating {} namespaces", spec.name, tools.len() * (spec.n + 1));
+    let host_names: Vec<String> =
+        tools.iter().map(|t| format!("{}-{id}-{}-host", env.prefix, t.key())).collect();
+    let hosts = NsSet::create(&host_names)?;
+    let id = id.as_str();
+    let container_names: Vec<String> = tools
+        .iter()
+        .flat_map(|t| (0..spec.n).map(move |i| format!("{}-{id}-{}{i}", env.prefix, t.key())))
+        .collect();
+    // Declared after `hosts`, so dropped first: containers, then hosts.
+    let containers = NsSet::create(&container_names)?;
+
+    let mut sides: Vec<Side> = tools
+        .into_iter()
+        .enumerate()
+        .map(|(t, tool)| Side {
+            tool,
+            host: &hosts.list[t],
+            containers: (0..spec.n)
+                .map(|i| Container { id: format!("c{i}"), ns: &containers.list[t * spec.n + i] })
+                .collect(),
+            attach: Vec::with_capacity(spec.n),
+            detach: Vec::with_capacity(spec.n),
+        })
+        .collect();
+
+    for side in &sides {
+        side.tool
+            .setup(side.host, &env.subnet)
+            .with_context(|| format!("{} setup", side.tool.key()))?;
+    }
+    warm_up(&sides, env.warmup)?;
+
+    let loadavg_before = loadavg();
+    let (busy0, total0) = cpu_jiffies();
+    let epoch = Instant::now();
+    for op in [Op::Attach, Op::Detach] {
+        eprintln!("[{}] {:?} phase", spec.name, op);
+        if spec.workers <= 1 {
+            sequential(&mut sides, op, epoch, &spec.name)?;
+        } else {
+            parallel(&mut sides, op, epoch, spec.workers, spec.chunk.max(1))?;
+        }
+    }
+
+    let (busy1, total1) = cpu_jiffies();
+    let machine_busy_pct = 100.0 * (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64;
+    let loadavg_after = loadavg();
+
+    let mut results = Vec::new();
+    for side in sides {
+        let ok_addrs: Vec<&String> =
+            side.attach.iter().filter(|s| s.ok).filter_map(|s| s.addr.as_ref()).collect();
+        let unique: HashSet<&String> = ok_addrs.iter().copied().collect();
+        let ok = side.attach.iter().filter(|s| s.ok).count();
+        let mut errors: Vec<String> = Vec::new();
+        for e in side.attach.iter().chain(&side.detach).filter_map(|s| s.error.as_ref()) {
+            if errors.len() < 5 && !errors.contains(e) {
+                errors.push(e.clone());
+            }
+        }
+        results.push(ToolResult {
+            key: side.tool.key(),
+            duplicate_addresses: ok_addrs.len() - unique.len(),
+            missing_addresses: ok - ok_addrs.len(),
+            leftover_veths: sandbox::veth_count(side.host)?,
+            leftover_records: leftover_records(&side.tool, side.host)?,
+            errors,
+            attach: side.attach,
+            detach: side.detach,
+        });
+    }
+    drop(containers);
+    drop(hosts);
+    Ok(WorkloadResult {
+        spec,
+        tools: results,
+        wall: wall.elapsed(),
+        machine_busy_pct,
+        loadavg_before,
+        loadavg_after,
+    })
+}
+
+/// A few untimed cycles on container 0 so that both tools start with warm
+/// caches (binaries, the bridge, the CNI plugin's iptables chains).
+fn warm_up(sides: &[Side], cycles: usize) -> Result<()> {
+    let epoch = Instant::now();
+    for _ in 0..cycles {
+        for side in sides {
+            for op in [Op::Attach, Op::Detach] {
+                let s = in_netns(side.host, || side.tool.run(op, &side.containers[0], epoch))?;
+                if !s.ok {
+                    bail!(
+                        "warm-up {op:?} with {} failed: {}",
+                        side.tool.key(),
+                        s.error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sequential(sides: &mut [Side], op: Op, epoch: Instant, name: &str) -> Result<()> {
+    let n = sides[0].containers.len();
+    for i in 0..n {
+        crate::check_interrupted()?;
+        // Alternate which tool goes first.
+        let n_tools = sides.len();
+        for k in 0..n_tools {
+            let side = &mut sides[(i + k) % n_tools];
+            let s = in_netns(side.host, || side.tool.run(op, &side.containers[i], epoch))?;
+            match op {
+                Op::Attach => side.attach.push(s),
+                Op::Detach => side.detach.push(s),
+            }
+        }
+        if (i + 1) % (n / 10).max(1) == 0 {
+            eprintln!("[{name}] {op:?} {}/{n}", i + 1);
+        }
+    }
+    Ok(())
+}
+
+fn parallel(
+    sides: &mut [Side],
+    op: Op,
+    epoch: Instant,
+    workers: usize,
+    chunk: usize,
+) -> Result<()> {
+    let n = sides[0].containers.len();
+    // Worker w owns containers w, w + W, w + 2W, ...
+    let per_worker: Vec<Vec<usize>> =
+        (0..workers).map(|w| (w..n).step_by(workers).collect()).collect();
+    let rounds = per_worker.iter().map(|v| v.len().div_ceil(chunk)).max().unwrap_or(0);
+    for r in 0..rounds {
+        crate::check_interrupted()?;
+        let n_tools = sides.len();
+        for k in 0..n_tools {
+            let side = &mut sides[(r + k) % n_tools];
+            let samples = std::thread::scope(|s| {
+                let handles: Vec<_> = per_worker
+                    .iter()
+                    .map(|mine| {
+                        let side = &*side;
+                        let slice: Vec<usize> =
+                            mine.iter().copied().skip(r * chunk).take(chunk).collect();
+                        s.spawn(move || -> Result<Vec<Sample>> {
+                            sandbox::enter(side.host)?;
+                            Ok(slice
+                                .iter()
+                                .map(|&i| side.tool.run(op, &side.containers[i], epoch))
+                                .collect())
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::new();
+                for h in handles {
+                    all.extend(h.join().map_err(|_| anyhow::anyhow!("worker panicked"))??);
+                }
+                Ok::<_, anyhow::Error>(all)
+            })?;
+            match op {
+                Op::Attach => side.attach.extend(samples),
+                Op::Detach => side.detach.extend(samples),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// weft's endpoint records, or host-local's leases, left after detach.
+fn leftover_records(tool: &Tool, host: &Ns) -> Result<usize> {
+    match tool {
+        Tool::Weft { bin, state_dir } => {
+            let out = sandbox::run_in(
+                host,
+                &bin.to_string_lossy(),
+                &["--state-dir", &state_dir.to_string_lossy(), "endpoint", "ls", "--json"],
+            )?;
+            let v: serde_json::Value = serde_json::from_str(&out).context("endpoint ls --json")?;
+            Ok(v.as_array().map_or(0, Vec::len))
+        }
+        Tool::Cni { conf, .. } => {
+            let v: serde_json::Value = serde_json::from_str(conf)?;
+            let dir =
+                PathBuf::from(v["ipam"]["dataDir"].as_str().unwrap_or_default()).join(NETWORK);
+            let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(0) };
+            // Leases are files named after the address.
+            Ok(entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().parse::<std::net::IpAddr>().is_ok())
+                .count())
+        }
+    }
+}
+
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

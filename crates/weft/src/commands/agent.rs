@@ -1,0 +1,41 @@
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::ops::context;
+
+#[derive(Args)]
+pub struct Agent {
+    /// This host's address on the underlay (default: that of the default route's interface).
+    #[arg(long)]
+    underlay_ip: Option<IpAddr>,
+    /// Seconds after which a silent host counts as dead.
+    #[arg(long, default_value_t = 10)]
+    ttl: i64,
+    /// Seconds between full reconciliations.
+    #[arg(long, default_value_t = 30)]
+    resync: u64,
+}
+
+impl Agent {
+    pub fn run(self, state_dir: &Path) -> Result<()> {
+        context::require_net_admin()?;
+        let Some(c) = context::cluster() else {
+            bail!("the agent needs the cluster store: give --etcd URL (or set WEFT_ETCD)");
+        };
+        if self.ttl < 2 {
+            bail!("--ttl must be at least 2 seconds");
+        }
+        weft_agent::run(weft_agent::AgentConfig {
+            etcd: c.etcd_config(),
+            node: c.node.clone(),
+            underlay_ip: self.underlay_ip,
+            state_dir: state_dir.to_path_buf(),
+            ttl: self.ttl,
+            resync: Duration::from_secs(self.resync.max(1)),
+        })
+    }
+}

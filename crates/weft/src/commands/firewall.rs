@@ -1,0 +1,61 @@
+//! `weft firewall reload|show`: weft's nftables table from the store.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+use weft_firewall::Firewall;
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum FirewallCommand {
+    /// Rebuild weft's table (rules, network sets, published ports) from the
+    /// store in one transaction: after someone flushed or deleted it.
+    Reload,
+    /// What is in weft's table now: rule count, set and map elements.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl FirewallCommand {
+    pub fn run(self, state_dir: &Path) -> Result<()> {
+        match self {
+            FirewallCommand::Reload => {
+                let ctx = super::mutating(state_dir)?;
+                ctx.sync_firewall()?;
+                let st = Firewall::new().status()?;
+                let ports: usize = st.maps.values().map(Vec::len).sum();
+                println!(
+                    "reloaded table inet {}: {} rules, {ports} port elements",
+                    Firewall::new().table(),
+                    st.rules
+                );
+                Ok(())
+            }
+            FirewallCommand::Show { json } => {
+                let st = Firewall::new().status()?;
+                if json {
+                    return output::json(&serde_json::json!({
+                        "present": st.present, "rules": st.rules, "chains": st.chains,
+                        "sets": st.sets, "maps": st.maps,
+                    }));
+                }
+                if !st.present {
+                    println!("no table inet {}", Firewall::new().table());
+                    return Ok(());
+                }
+                println!("table inet {}: {} rules", Firewall::new().table(), st.rules);
+                for (name, elems) in st.sets.iter().chain(&st.maps) {
+                    println!("{name}:");
+                    for e in elems {
+                        println!("  {e}");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}

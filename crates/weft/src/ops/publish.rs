@@ -1,0 +1,233 @@
+//! Published ports of endpoints: checks before an attach reserves them, and
+//! the firewall's map elements after. The store refuses a port another
+//! endpoint publishes (in its reservation transaction); this module refuses
+//! one that a socket on the host listens on, which the store cannot see.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use anyhow::{bail, Result};
+use weft_firewall::{Firewall, PortRule};
+use weft_model::{Endpoint, Network, PortMapping, Proto};
+
+use super::context::lock;
+use super::Context;
+
+/// What an attach with `ports` must refuse before anything is reserved:
+/// ports on a network they cannot reach, and host ports a socket holds.
+pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
+    weft_model::port::check_all(ports)?;
+    if ports.is_empty() {
+        return Ok(());
+    }
+    if net.internal {
+        bail!(
+            "network {} is internal: nothing from outside reaches it, so it cannot publish ports",
+            net.name
+        );
+    }
+    for p in ports {
+        if matches!(p.host_ip, Some(IpAddr::V6(_))) && net.subnet6.is_none() {
+            bail!("cannot publish {p}: network {} has no IPv6 subnet", net.name);
+        }
+        if let Some(l) = listeners().into_iter().find(|l| l.clashes(p)) {
+            bail!(
+                "host port {}/{} is in use on this host: a socket listens on {} \
+                 (`ss -lnp sport = :{}` shows which); choose another host port",
+                l.port,
+                l.proto,
+                std::net::SocketAddr::new(l.addr, l.port),
+                l.port
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Adds the endpoint's map elements (one nft transaction). If that fails
+/// (table deleted or flushed, a stale element in the way), the whole table
+/// is rebuilt from the store instead, which already holds this endpoint.
+pub fn publish(ctx: &Context, ep: &Endpoint, bridge: &str) -> Result<()> {
+    if ep.ports.is_empty() {
+        return Ok(());
+    }
+    weft_firewall::enable_route_localnet(bridge)?;
+    let added = {
+        let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
+        Firewall::new().publish(&PortRule::of(ep))
+    };
+    if let Err(e) = added {
+        tracing::info!("publishing by elements failed ({e}); rebuilding the table");
+        ctx.sync_firewall()?;
+    }
+    Ok(())
+}
+
+/// Deletes the endpoint's map elements; once its record is gone, a rebuild
+/// from the store is the fallback that cannot leave them behind.
+pub fn unpublish(ctx: &Context, ep: &Endpoint) -> Result<()> {
+    if ep.ports.is_empty() {
+        return Ok(());
+    }
+    let removed = {
+        let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
+        Firewall::new().unpublish(&PortRule::of(ep))
+    };
+    if let Err(e) = removed {
+        tracing::info!("unpublishing by elements failed ({e}); rebuilding the table");
+        ctx.sync_firewall()?;
+    }
+    Ok(())
+}
+
+/// A socket of the host's namespace that holds a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listener {
+    proto: Proto,
+    addr: IpAddr,
+    port: u16,
+}
+
+impl Listener {
+    fn clashes(&self, p: &PortMapping) -> bool {
+        if self.proto != p.protocol || self.port < p.host_port || self.port > p.host_port_end {
+            return false;
+        }
+        match p.host_addr() {
+            None => true,
+            // `::` may take IPv4 too (unless v6only, which /proc does not say).
+            Some(want) => self.addr == want || self.addr.is_unspecified(),
+        }
+    }
+}
+
+/// Listening TCP sockets, unconnected UDP sockets and SCTP endpoints of
+/// the calling process's network namespace (/proc/net follows it).
+fn listeners() -> Vec<Listener> {
+    let mut out = Vec::new();
+    for (file, proto, v6) in [
+        ("/proc/net/tcp", Proto::Tcp, false),
+        ("/proc/net/tcp6", Proto::Tcp, true),
+        ("/proc/net/udp", Proto::Udp, false),
+        ("/proc/net/udp6", Proto::Udp, true),
+    ] {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            out.extend(parse_inet(&text, proto, v6));
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/net/sctp/eps") {
+        out.extend(parse_sctp(&text));
+    }
+    out
+}
+
+/// `/proc/net/{tcp,udp}{,6}`: `sl local rem st ...`, addresses as hex words
+/// in host byte order, ports in hex.
+fn parse_inet(text: &str, proto: Proto, v6: bool) -> Vec<Listener> {
+    const TCP_LISTEN: &str = "0A";
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (f.get(1)?, f.get(2)?, f.get(3)?);
+            let listening = match proto {
+                Proto::Tcp => *state == TCP_LISTEN,
+                // Bound and not connected: it receives from anyone.
+                _ => remote.split(':').next()?.bytes().all(|b| b == b'0'),
+            };
+            if !listening {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            Some(Listener {
+                proto,
+                addr: hex_addr(addr, v6)?,
+                port: u16::from_str_radix(port, 16).ok()?,
+            })
+        })
+        .collect()
+}
+
+fn hex_addr(s: &str, v6: bool) -> Option<IpAddr> {
+    // Each 32-bit word is the address's memory printed as a native integer:
+    // its native-endian bytes are the address bytes.
+    let word = |i: usize| -> Option<[u8; 4]> {
+        Some(u32::from_str_radix(s.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes())
+    };
+    if v6 {
+        let mut b = [0u8; 16];
+        for i in 0..4 {
+            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+        }
+        Some(IpAddr::V6(Ipv6Addr::from(b)))
+    } else {
+        Some(IpAddr::V4(Ipv4Addr::from(word(0)?)))
+    }
+}
+
+/// `/proc/net/sctp/eps`: `ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...`.
+fn parse_sctp(text: &str) -> Vec<Listener> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(port) = f.get(5).and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        for a in f.iter().skip(8).filter_map(|a| a.trim_start_matches('*').parse().ok()) {
+            out.push(Listener { proto: Proto::Sctp, addr: a, port });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
+   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:0051 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
+";
+    const TCP6: &str =
+        "  sl  local_address                         remote_address                        st
+   0: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A
+   1: 0000DFFD000000000000000001000000:0016 00000000000000000000000000000000:0000 0A
+";
+
+    #[test]
+    fn parses_proc_net() {
+        let l = parse_inet(TCP, Proto::Tcp, false);
+        assert_eq!(
+            l,
+            [
+                Listener { proto: Proto::Tcp, addr: "127.0.0.1".parse().unwrap(), port: 8080 },
+                Listener { proto: Proto::Tcp, addr: "0.0.0.0".parse().unwrap(), port: 80 },
+            ]
+        );
+        let l6 = parse_inet(TCP6, Proto::Tcp, true);
+        assert_eq!(l6[0].addr, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(l6[0].port, 8081);
+        assert_eq!(l6[1].addr, "fddf::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn clashes() {
+        let l = |a: &str, port| Listener { proto: Proto::Tcp, addr: a.parse().unwrap(), port };
+        let p = |s: &str| s.parse::<PortMapping>().unwrap();
+        assert!(l("127.0.0.1", 8080).clashes(&p("8080:80")));
+        assert!(l("0.0.0.0", 8085).clashes(&p("8080-8090:8080-8090")));
+        assert!(!l("0.0.0.0", 8080).clashes(&p("8080:80/udp")));
+        assert!(!l("127.0.0.1", 8080).clashes(&p("10.0.0.1:8080:80")));
+        assert!(l("::", 8080).clashes(&p("10.0.0.1:8080:80")));
+        assert!(!l("0.0.0.0", 8081).clashes(&p("8080:80")));
+    }
+
+    #[test]
+    fn parses_sctp_eps() {
+        let t = " ENDPT     SOCK   STY SST HBKT LPORT   UID INODE LADDRS\n\
+                 ffff 0 2 10 5 9999 0 123 10.0.0.1 *127.0.0.1\n";
+        let l = parse_sctp(t);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[1].addr, "127.0.0.1".parse::<IpAddr>().unwrap());
+    }
+}
