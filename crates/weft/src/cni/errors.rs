@@ -15,7 +15,7 @@ pub fn to_cni(e: anyhow::Error) -> CniError {
                 StoreError::SubnetExhausted { .. } | StoreError::NoFreeSubnet => {
                     Code::AddressesExhausted
                 }
-                StoreError::Db { .. } => Code::TryAgainLater,
+                StoreError::Db { .. } | StoreError::Unreachable { .. } => Code::TryAgainLater,
                 StoreError::Invalid(_)
                 | StoreError::SubnetOverlap { .. }
                 | StoreError::SubnetOverlapsHost { .. }

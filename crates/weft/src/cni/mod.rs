@@ -40,6 +40,22 @@ pub fn main() -> ExitCode {
 
 fn run(version_hint: &mut String) -> Result<Option<serde_json::Value>, CniError> {
     let inv = Invocation::from_vars(|k| std::env::var(k).ok())?;
+    // Cluster settings (overlay networks) come from the environment or
+    // weft's config file, as for the CLI: runtimes pass no flags.
+    let env_path = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    let file = env_path("WEFT_CONFIG").unwrap_or_else(|| PathBuf::from("/etc/weft/weft.conf"));
+    let flags = crate::config::Flags {
+        etcd: std::env::var("WEFT_ETCD")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        node: std::env::var("WEFT_NODE").ok(),
+        etcd_ca: env_path("WEFT_ETCD_CA"),
+        etcd_cert: env_path("WEFT_ETCD_CERT"),
+        etcd_key: env_path("WEFT_ETCD_KEY"),
+    };
+    let cluster = crate::config::Cluster::resolve(&file, flags)
+        .map_err(|e| CniError::new(Code::InvalidConfig, format!("{e:#}")))?;
+    ops::context::set_cluster(cluster);
     let mut input = Vec::new();
     std::io::stdin()
         .take(weft_cni::MAX_CONFIG_BYTES as u64 + 1)

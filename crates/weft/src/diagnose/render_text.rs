@@ -171,9 +171,13 @@ fn ladder(out: &mut String, n: &NetView, observed: bool, width: usize) {
         s
     };
     let (iw, vw) = (col(&iface), col(&|e| e.host_veth.name.clone()));
-    // name, flag, interface, MAC (17), wire "-?- ", veth, " ---+"
-    let rest = 2 + 2 + iw + 2 + 17 + 2 + 4 + vw + 5;
-    let nw = col(&|e| e.container.clone()).min(width.saturating_sub(INDENT + rest)).max(8);
+    let names = col(&|e| e.container.clone());
+    // name, flag, interface, MAC, wire "-?- ", veth, " ---+"; the MAC
+    // column goes first when names would not fit.
+    let base = 2 + 2 + iw + 2 + 4 + vw + 5;
+    let macs = INDENT + names + base + 19 <= width;
+    let rest = base + if macs { 19 } else { 0 };
+    let nw = names.min(width.saturating_sub(INDENT + rest)).max(8);
     for e in &n.endpoints {
         let flag = if e.has_errors() {
             '!'
@@ -189,13 +193,13 @@ fn ladder(out: &mut String, n: &NetView, observed: bool, width: usize) {
         } else {
             '-'
         };
+        let mac = if macs { format!("{}  ", e.mac) } else { String::new() };
         let _ = writeln!(
             out,
-            "{:INDENT$}{}  {flag} {:<iw$}  {}  -{wire}- {:<vw$} ---+",
+            "{:INDENT$}{}  {flag} {:<iw$}  {mac}-{wire}- {:<vw$} ---+",
             "",
             fit(&e.container, nw),
             iface(e),
-            e.mac,
             e.host_veth.name
         );
     }
