@@ -53,11 +53,6 @@ fn ms(d: Duration) -> f64 {
 fn report(name: &str, samples: &[Duration]) {
     let mut sorted = samples.to_vec();
     sorted.sort();
-    if std::env::var_os("SLOW").is_some() {
-        let slow: Vec<usize> =
-            (0..samples.len()).filter(|i| samples[*i] > Duration::from_millis(3)).collect();
-        println!("slow: {slow:?}");
-    }
     let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
     println!(
         "{name:<28} n {:>4}  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",

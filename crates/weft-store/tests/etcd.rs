@@ -404,3 +404,24 @@ fn host_ports_clash_only_on_the_same_host() {
     assert!(!raw(&rt, &etcd, "/weft/ports/").contains_key("/weft/ports/a"));
     assert_eq!(raw(&rt, &etcd, "/weft/ports/")["/weft/ports/b"].1, b.lease);
 }
+
+#[test]
+fn set_ready_after_someone_else_rewrote_the_record() {
+    let Some(etcd) = EtcdServer::start() else { return };
+    let (cfg, rt) = (etcd.config(), rt());
+    let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
+    let first = host(&cfg, &rt, &cluster, "a").store;
+    let second = EtcdStore::connect(&cfg, "a").unwrap();
+    first.create_network(&spec("net", "10.17.0.0/24"), &[], 0).unwrap();
+    // `first` remembers the record it wrote; `second` replaces it.
+    first.reserve_endpoint(&on("a", req("net", "c"))).unwrap();
+    second.remove_endpoint(&key("net", "c")).unwrap().unwrap();
+    let fixed =
+        EndpointRequest { ip: Some("10.17.0.99".parse().unwrap()), ..on("a", req("net", "c")) };
+    second.reserve_endpoint(&fixed).unwrap();
+    first.set_ready(&key("net", "c")).unwrap();
+    let e = first.endpoint(&key("net", "c")).unwrap().unwrap();
+    assert_eq!((e.state, e.address.addr()), (EndpointState::Ready, Ipv4Addr::new(10, 17, 0, 99)));
+    second.remove_endpoint(&key("net", "c")).unwrap().unwrap();
+    assert!(matches!(first.set_ready(&key("net", "c")), Err(StoreError::NoSuchEndpoint(_))));
+}

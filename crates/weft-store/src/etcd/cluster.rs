@@ -276,7 +276,8 @@ impl Watch {
     /// The next change and its revision. An undecodable record is returned
     /// as [`StoreError::Corrupt`] and skipped: the watch goes on. Other
     /// errors end it: [`StoreError::Compacted`] (snapshot again) or etcd
-    /// unreachable (reconnect, snapshot, watch).
+    /// unreachable (reconnect, snapshot, watch). Cancel-safe: in a
+    /// `select!` that drops it, no event is lost.
     pub async fn next(&mut self) -> Result<(i64, Event), StoreError> {
         loop {
             if let Some((rev, ev)) = self.pending.pop_front() {

@@ -14,13 +14,17 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use weft_model::endpoint::check_container_name;
 use weft_model::{ipam as model_ipam, names, Endpoint, EndpointKey, EndpointState, Network};
 
-use super::client::{decode, encode, key_str, ranges, Conn, Fail};
+use super::client::{decode, encode, key_str, ranges, revision, Conn, Fail};
 use super::ipam::{self, NetView};
 use super::ports::NodePorts;
 use super::{backoff, MAX_ATTEMPTS};
 use crate::{EndpointRequest, StoreError};
 
-pub(super) async fn reserve(conn: &Conn, req: &EndpointRequest) -> Result<Endpoint, Fail> {
+/// A record as written, with its revision: what [`set_ready`] needs to
+/// rewrite it without reading it first.
+pub(super) type Written = (Endpoint, i64);
+
+pub(super) async fn reserve(conn: &Conn, req: &EndpointRequest) -> Result<Written, Fail> {
     check_container_name(&req.container)?;
     names::check_ifname(&req.ifname)?;
     let key = request_key(req);
@@ -29,7 +33,7 @@ pub(super) async fn reserve(conn: &Conn, req: &EndpointRequest) -> Result<Endpoi
     let mut scan_v6 = false;
     for attempt in 0..MAX_ATTEMPTS {
         match try_reserve(conn, req, &key, node, scan_v6).await {
-            Ok(Outcome::Done(e)) => return Ok(*e),
+            Ok(Outcome::Done(written)) => return Ok(*written),
             Ok(Outcome::Retry { v6_taken }) => scan_v6 |= v6_taken,
             Err(Fail::Stale) => {}
             Err(e) => return Err(e),
@@ -40,7 +44,7 @@ pub(super) async fn reserve(conn: &Conn, req: &EndpointRequest) -> Result<Endpoi
 }
 
 enum Outcome {
-    Done(Box<Endpoint>),
+    Done(Box<Written>),
     /// Lost a race for an address the store picked.
     Retry {
         v6_taken: bool,
@@ -257,7 +261,7 @@ async fn commit(
     }
     let resp = conn.txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await?;
     if resp.succeeded() {
-        return Ok(Outcome::Done(Box::new(endpoint)));
+        return Ok(Outcome::Done(Box::new((endpoint, revision(&resp)))));
     }
 
     // Say why, in the order the first read checks.
@@ -317,16 +321,28 @@ fn claim_keys(conn: &Conn, e: &Endpoint) -> Vec<String> {
     keys
 }
 
-pub(super) async fn set_ready(conn: &Conn, key: &EndpointKey) -> Result<(), Fail> {
+/// `known`: the record as this process wrote it, which saves the read
+/// when nobody changed it since (the attach path: reserve, then ready).
+pub(super) async fn set_ready(
+    conn: &Conn,
+    key: &EndpointKey,
+    mut known: Option<Written>,
+) -> Result<(), Fail> {
     let ep_key = conn.keys.endpoint(key);
     for attempt in 0..MAX_ATTEMPTS {
-        let kv = conn.get(&ep_key).await?.ok_or_else(|| StoreError::NoSuchEndpoint(key.clone()))?;
-        let mut e: Endpoint = decode(&format_args!("endpoint {key}"), kv.value())?;
+        let (mut e, rev) = match known.take() {
+            Some(w) => w,
+            None => {
+                let kv = conn.get(&ep_key).await?;
+                let kv = kv.ok_or_else(|| StoreError::NoSuchEndpoint(key.clone()))?;
+                (decode(&format_args!("endpoint {key}"), kv.value())?, kv.mod_revision())
+            }
+        };
         e.state = EndpointState::Ready;
         // The record keeps its lease (its node's), and is rewritten only if
         // nobody changed it since the read.
         let txn = Txn::new()
-            .when(vec![Compare::mod_revision(ep_key.as_str(), CompareOp::Equal, kv.mod_revision())])
+            .when(vec![Compare::mod_revision(ep_key.as_str(), CompareOp::Equal, rev)])
             .and_then(vec![TxnOp::put(
                 ep_key.as_str(),
                 encode(&e)?,
@@ -335,7 +351,9 @@ pub(super) async fn set_ready(conn: &Conn, key: &EndpointKey) -> Result<(), Fail
         if conn.txn(txn).await?.succeeded() {
             return Ok(());
         }
-        backoff(attempt).await;
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
     }
     Err(StoreError::Contention(format!("mark endpoint {key} ready")).into())
 }

@@ -16,6 +16,7 @@ mod network;
 mod ports;
 
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use ipnet::IpNet;
 use tokio::runtime::Runtime;
@@ -62,6 +63,9 @@ pub struct EtcdStore {
     rt: Runtime,
     conn: Conn,
     node: String,
+    /// The last endpoint this store reserved, as written: the attach that
+    /// follows with `set_ready` then needs no read.
+    last: Mutex<Option<endpoint::Written>>,
 }
 
 impl EtcdStore {
@@ -80,7 +84,7 @@ impl EtcdStore {
                 Err(e) => Err(conn.error(e).await),
             }
         })?;
-        Ok(EtcdStore { rt, conn, node: node.to_string() })
+        Ok(EtcdStore { rt, conn, node: node.to_string(), last: Mutex::new(None) })
     }
 
     pub fn node(&self) -> &str {
@@ -123,11 +127,18 @@ impl Store for EtcdStore {
     }
 
     fn reserve_endpoint(&self, req: &EndpointRequest) -> Result<Endpoint, StoreError> {
-        self.run(endpoint::reserve(&self.conn, req))
+        let written = self.run(endpoint::reserve(&self.conn, req))?;
+        let e = written.0.clone();
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(written);
+        Ok(e)
     }
 
     fn set_ready(&self, key: &EndpointKey) -> Result<(), StoreError> {
-        self.run(endpoint::set_ready(&self.conn, key))
+        let known = {
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            last.take_if(|(e, _)| e.key() == *key)
+        };
+        self.run(endpoint::set_ready(&self.conn, key, known))
     }
 
     fn remove_endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError> {

@@ -15,7 +15,10 @@ pub fn to_cni(e: anyhow::Error) -> CniError {
                 StoreError::SubnetExhausted { .. } | StoreError::NoFreeSubnet => {
                     Code::AddressesExhausted
                 }
-                StoreError::Db { .. } | StoreError::Unreachable { .. } => Code::TryAgainLater,
+                StoreError::Db { .. }
+                | StoreError::Unreachable { .. }
+                | StoreError::Etcd { .. }
+                | StoreError::Contention { .. } => Code::TryAgainLater,
                 StoreError::Invalid(_)
                 | StoreError::SubnetOverlap { .. }
                 | StoreError::SubnetOverlapsHost { .. }
