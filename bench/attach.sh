@@ -19,13 +19,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 CARGO=${CARGO:-cargo}
+if ! command -v "$CARGO" >/dev/null 2>&1 && [ -n "${SUDO_USER:-}" ]; then
+    # Under sudo, root's PATH may lack the invoking user's rustup cargo.
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    [ -x "$home/.cargo/bin/cargo" ] && CARGO="$home/.cargo/bin/cargo"
+fi
 export WEFT_BIN="${WEFT_BIN:-${CARGO_TARGET_DIR:-target}/release/weft}"
 if [ ! -x "$WEFT_BIN" ]; then
     echo "bench/attach.sh: $WEFT_BIN missing; building it" >&2
     "$CARGO" build --release -p weft
 fi
-# The bench program itself: its own target dir unless one is set.
-"$CARGO" build --release -q -p weft-bench
+# The benchmark program (workspace member weft-bench).
+"$CARGO" build --release -q -p weft-bench --bin weft-bench
 BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/weft-bench"
 
 export BENCH_PREFIX="wbench-$$"

@@ -3,6 +3,9 @@
 
 mod harness;
 
+use std::time::Duration;
+
+use harness::cluster::{eventually, Cluster};
 use harness::Sandbox;
 use serde_json::Value;
 
@@ -56,7 +59,11 @@ impl Explained {
 fn explain(sb: &Sandbox, args: &[&str]) -> Explained {
     let mut all = vec!["explain", "--json"];
     all.extend_from_slice(args);
-    let out = sb.weft_cmd(&all).output().expect("spawn weft");
+    explained(sb.weft_cmd(&all))
+}
+
+fn explained(mut cmd: std::process::Command) -> Explained {
+    let out = cmd.output().expect("spawn weft");
     let stdout = String::from_utf8_lossy(&out.stdout);
     Explained {
         code: out.status.code(),
@@ -282,4 +289,44 @@ fn routed_paths_gateway_outside_and_internal() {
     // Unknown names are an error, not a verdict.
     let err = sb.weft_err(&["explain", "nobody", &cn]);
     assert!(err.contains("nobody is not attached"), "{err}");
+}
+
+#[test]
+fn overlay_path_and_a_missing_remote_fdb_entry() {
+    let mut c = Cluster::new(2);
+    c.weft_ok(0, &["network", "create", "ov", "--driver", "overlay", "--subnet", "10.91.0.0/24"]);
+    for h in 0..2 {
+        eventually("the overlay's VXLAN device", Duration::from_secs(10), || {
+            c.hosts[h].ns.try_sh("ip link show vx-ov")
+        });
+    }
+    let (_, a) = c.attach(0, "ov");
+    let (ipb, b) = c.attach(1, "ov");
+    let (an, bn) = (c.c(0, a).name.clone(), c.c(1, b).name.clone());
+    eventually("host 0 learns the remote container", Duration::from_secs(10), || {
+        c.hosts[0].ns.try_sh(&format!("ip neigh show dev vx-ov {ipb} | grep -q lladdr"))
+    });
+    let run = |c: &Cluster| explained(c.weft_cmd(0, &["explain", "--json", &an, &bn]));
+
+    let e = run(&c);
+    assert_eq!(e.code, Some(0), "{:#}", e.json);
+    let steps = e.steps();
+    for want in ["fdb", "vxlan-fdb", "underlay", "peer", "mtu"] {
+        assert!(steps.iter().any(|s| s == want), "no {want} step: {steps:?}");
+    }
+    assert!(s(&e.step("vxlan-fdb")["facts"]).contains("VTEP"), "{}", e.step("vxlan-fdb"));
+
+    // With the agent stopped nothing repairs it: drop the VXLAN device's
+    // entry for the remote container's MAC.
+    c.hosts[0].agent.kill();
+    let eps: Value = serde_json::from_str(&c.weft_ok(0, &["endpoint", "ls", "--json"])).unwrap();
+    let mac = eps.as_array().unwrap().iter().find(|e| e["container"] == bn.as_str()).unwrap()
+        ["mac"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.hosts[0].ns.sh(&format!("bridge fdb del {mac} dev vx-ov self"));
+    let e = run(&c);
+    let st = e.fails_at("vxlan-fdb");
+    assert!(s(&st["facts"]).contains(&mac), "{st}");
 }

@@ -8,6 +8,9 @@ mod harness;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use harness::cluster::{eventually, Cluster};
 use harness::Sandbox;
 use serde_json::Value;
 
@@ -198,4 +201,38 @@ fn fifty_containers_fit_the_width() {
         let lines = text.lines().count();
         assert!(lines <= if w >= 120 { 100 } else { 130 }, "{lines} lines for 50 containers");
     }
+}
+
+#[test]
+fn overlay_shows_every_host() {
+    let mut c = Cluster::new(2);
+    c.weft_ok(0, &["network", "create", "ov", "--driver", "overlay", "--subnet", "10.92.0.0/24"]);
+    for h in 0..2 {
+        eventually("the overlay's VXLAN device", Duration::from_secs(10), || {
+            c.hosts[h].ns.try_sh("ip link show vx-ov")
+        });
+    }
+    let (_, a) = c.attach(0, "ov");
+    let (ipb, b) = c.attach(1, "ov");
+    eventually("host 0 learns the remote container", Duration::from_secs(10), || {
+        c.hosts[0].ns.try_sh(&format!("ip neigh show dev vx-ov {ipb} | grep -q lladdr"))
+    });
+    let t: Value = serde_json::from_str(&c.weft_ok(0, &["topology", "--format", "json"])).unwrap();
+    let hosts = t["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{t:#}");
+    assert_eq!(hosts[0]["name"], c.hosts[0].name.as_str());
+    assert_eq!(hosts[0]["observed"], true);
+    assert_eq!(hosts[1]["name"], c.hosts[1].name.as_str());
+    assert_eq!(hosts[1]["observed"], false);
+    let net = &hosts[0]["networks"][0];
+    assert_eq!(net["driver"], "overlay");
+    assert_eq!(net["vxlan"]["name"], "vx-ov");
+    assert_eq!(net["vxlan"]["remote_entries"], 1, "{net:#}");
+    assert_eq!(net["endpoints"][0]["container"], c.c(0, a).name.as_str());
+    assert_eq!(hosts[1]["networks"][0]["endpoints"][0]["container"], c.c(1, b).name.as_str());
+
+    let text = c.weft_ok(0, &["topology", "--width", "100"]);
+    assert!(text.contains("vxlan vx-ov  up  1 remote FDB entries"), "{text}");
+    assert!(text.contains(&format!("host {}  (another host", c.hosts[1].name)), "{text}");
+    assert!(text.contains(&c.c(1, b).name), "{text}");
 }

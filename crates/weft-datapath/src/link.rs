@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoBridgePort, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -131,6 +134,19 @@ impl Netlink {
         let mut m = link_message(index);
         m.attributes.push(LinkAttribute::Controller(master));
         self.exec(RouteNetlinkMessage::SetLink(m), 0).op(|| format!("plug {name} into bridge"))
+    }
+
+    /// Hairpin mode on a bridge port: frames may leave through the port they
+    /// came in on. A container reaching its own published port through the
+    /// host needs it (the reply is routed back out of its own port).
+    pub fn set_hairpin(&mut self, index: u32, name: &str, on: bool) -> Result<()> {
+        let mut m = link_message(index);
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(on)])),
+        ]));
+        // RTM_NEWLINK on an existing link: the kernel's way to change port options.
+        self.exec(RouteNetlinkMessage::NewLink(m), 0).op(|| format!("set hairpin mode of {name}"))
     }
 
     pub fn delete_link(&mut self, index: u32, name: &str) -> Result<()> {

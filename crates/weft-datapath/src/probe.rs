@@ -35,17 +35,23 @@ pub enum ProbeOutcome {
     SendFailed(String),
 }
 
+/// ICMP and UDP probes go as a burst of this many packets, so that
+/// interface counters tell them from stray traffic (ARP, ND, MLD).
+pub const BURST: u16 = 5;
+
+/// Sends the probe; returns what came back and how many packets were sent
+/// (a TCP SYN counts once, though the kernel may retransmit it).
 pub fn send_probe(
     ns: &Netns,
     dst: IpAddr,
     proto: ProbeProto,
     wait: Duration,
-) -> Result<ProbeOutcome> {
+) -> Result<(ProbeOutcome, u16)> {
     ns.run(move || {
         let r = match proto {
             ProbeProto::Icmp => icmp_echo(dst, wait),
             ProbeProto::Udp(port) => udp(SocketAddr::new(dst, port), wait),
-            ProbeProto::Tcp(port) => Ok(tcp(SocketAddr::new(dst, port), wait)),
+            ProbeProto::Tcp(port) => Ok((tcp(SocketAddr::new(dst, port), wait), 1)),
         };
         r.map_err(|e| DatapathError::Kernel { op: format!("probe {dst}"), cause: e })
     })
@@ -59,7 +65,7 @@ fn tcp(to: SocketAddr, wait: Duration) -> ProbeOutcome {
     }
 }
 
-fn udp(to: SocketAddr, wait: Duration) -> io::Result<ProbeOutcome> {
+fn udp(to: SocketAddr, wait: Duration) -> io::Result<(ProbeOutcome, u16)> {
     let bind: SocketAddr = match to {
         SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("literal"),
         SocketAddr::V6(_) => "[::]:0".parse().expect("literal"),
@@ -69,14 +75,18 @@ fn udp(to: SocketAddr, wait: Duration) -> io::Result<ProbeOutcome> {
     s.connect(to)?;
     s.set_read_timeout(Some(wait))?;
     let start = Instant::now();
-    if let Err(e) = s.send(b"weft explain probe\n") {
-        return Ok(classify(e));
+    for sent in 0..BURST {
+        // A port unreachable for an earlier datagram fails this send.
+        if let Err(e) = s.send(b"weft explain probe\n") {
+            return Ok((classify(e), sent));
+        }
     }
     let mut buf = [0u8; 512];
-    Ok(match s.recv(&mut buf) {
+    let outcome = match s.recv(&mut buf) {
         Ok(_) => ProbeOutcome::Answered { rtt: start.elapsed() },
         Err(e) => classify(e),
-    })
+    };
+    Ok((outcome, BURST))
 }
 
 fn classify(e: io::Error) -> ProbeOutcome {
@@ -94,7 +104,7 @@ fn classify(e: io::Error) -> ProbeOutcome {
 
 /// Echo request over a raw ICMP socket: root has CAP_NET_RAW, while the
 /// unprivileged "ping socket" is off in fresh namespaces (ping_group_range).
-fn icmp_echo(dst: IpAddr, wait: Duration) -> io::Result<ProbeOutcome> {
+fn icmp_echo(dst: IpAddr, wait: Duration) -> io::Result<(ProbeOutcome, u16)> {
     let (family, proto) = match dst {
         IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP),
         IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6),
@@ -107,38 +117,51 @@ fn icmp_echo(dst: IpAddr, wait: Duration) -> io::Result<ProbeOutcome> {
     // SAFETY: fd is a fresh descriptor nobody else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     let id = (std::process::id() as u16) ^ 0x5746;
-    let mut pkt = [0u8; 16];
-    pkt[0] = if dst.is_ipv4() { 8 } else { 128 };
-    pkt[4..6].copy_from_slice(&id.to_be_bytes());
-    pkt[6..8].copy_from_slice(&1u16.to_be_bytes());
-    pkt[8..16].copy_from_slice(b"weftprob");
-    if dst.is_ipv4() {
-        let c = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
-    } // The kernel fills in ICMPv6 checksums on raw sockets.
     let (addr, len) = sockaddr(dst);
     let start = Instant::now();
-    // SAFETY: pkt and addr are valid for the lengths given.
-    let sent = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            pkt.as_ptr().cast(),
-            pkt.len(),
-            0,
-            (&addr as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if sent < 0 {
-        return Ok(classify(io::Error::last_os_error()));
+    for seq in 1..=BURST {
+        let mut pkt = [0u8; 16];
+        pkt[0] = if dst.is_ipv4() { 8 } else { 128 };
+        pkt[4..6].copy_from_slice(&id.to_be_bytes());
+        pkt[6..8].copy_from_slice(&seq.to_be_bytes());
+        pkt[8..16].copy_from_slice(b"weftprob");
+        if dst.is_ipv4() {
+            let c = checksum(&pkt);
+            pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        } // The kernel fills in ICMPv6 checksums on raw sockets.
+          // SAFETY: pkt and addr are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&addr as *const libc::sockaddr_storage).cast(),
+                len,
+            )
+        };
+        if sent < 0 {
+            return Ok((classify(io::Error::last_os_error()), seq - 1));
+        }
     }
+    Ok((echo_reply(&sock, dst, id, start, wait)?, BURST))
+}
+
+/// Waits for an echo reply with our identifier, or an error quoting it.
+fn echo_reply(
+    sock: &OwnedFd,
+    dst: IpAddr,
+    id: u16,
+    start: Instant,
+    wait: Duration,
+) -> io::Result<ProbeOutcome> {
     let mut buf = [0u8; 1500];
     loop {
         let left = wait.saturating_sub(start.elapsed());
         if left.is_zero() {
             return Ok(ProbeOutcome::Timeout);
         }
-        set_timeout(&sock, left)?;
+        set_timeout(sock, left)?;
         // SAFETY: buf is valid for its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n < 0 {

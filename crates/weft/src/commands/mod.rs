@@ -4,6 +4,7 @@ mod agent;
 mod attach;
 mod demo;
 mod detach;
+mod dns;
 mod endpoint;
 mod explain;
 mod firewall;
@@ -42,6 +43,8 @@ pub enum Command {
     Topology(topology::Topology),
     /// Walk the path of a packet from a container to a container or address, step by step.
     Explain(explain::Explain),
+    /// Answer DNS for containers on each network's gateway (foreground).
+    Dns(dns::Dns),
     /// weft's nftables table: rebuild it from the store, or show it.
     #[command(subcommand)]
     Firewall(firewall::FirewallCommand),
@@ -61,6 +64,7 @@ impl Command {
             Command::Topology(c) => c.run(state_dir),
             Command::Explain(c) => c.run(state_dir),
             Command::Firewall(c) => c.run(state_dir),
+            Command::Dns(c) => c.run(state_dir),
         }
     }
 }

@@ -202,11 +202,7 @@ fn network(
             name: v.link.name.clone(),
             up: v.link.up,
             in_bridge: true,
-            remote_entries: host
-                .fdb
-                .iter()
-                .filter(|e| e.port == v.link.index && e.dst.is_some())
-                .count(),
+            remote_entries: host.vteps.get(&v.link.index).map_or(0, Vec::len),
         })
     });
     let egress = (!net.internal).then(|| uplinks.first().map(|u| u.name.clone())).flatten();

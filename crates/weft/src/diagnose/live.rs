@@ -10,6 +10,7 @@ use anyhow::Result;
 use ipnet::IpNet;
 use weft_datapath::link_detail::LinkDetail;
 use weft_datapath::read::{FdbEntry, Neighbour, Route};
+use weft_datapath::vtep::VtepEntry;
 use weft_datapath::{Netlink, Netns};
 use weft_firewall::{Firewall, TableStatus};
 use weft_model::Endpoint;
@@ -53,17 +54,25 @@ pub struct HostView {
     pub ns: NsView,
     pub routes: Vec<Route>,
     pub fdb: Vec<FdbEntry>,
+    /// Each VXLAN device's remote entries (MAC -> VTEP), by ifindex.
+    pub vteps: BTreeMap<u32, Vec<VtepEntry>>,
     /// weft's nftables table, or why it could not be read.
     pub firewall: Result<TableStatus, String>,
 }
 
 impl HostView {
     pub fn read(nl: &mut Netlink) -> Result<HostView> {
+        let ns = NsView::read(nl)?;
+        let mut vteps = BTreeMap::new();
+        for l in ns.links.iter().filter(|l| l.link.kind.as_deref() == Some("vxlan")) {
+            vteps.insert(l.link.index, nl.vteps(l.link.index)?);
+        }
         Ok(HostView {
             name: hostname(),
-            ns: NsView::read(nl)?,
+            ns,
             routes: nl.routes()?,
             fdb: nl.fdb()?,
+            vteps,
             firewall: Firewall::new().status().map_err(|e| e.to_string()),
         })
     }

@@ -3,16 +3,21 @@
 //! (the path of one packet, step by step, stopping where it breaks).
 //!
 //! live.rs reads the kernel once; build.rs turns store + kernel into the
-//! topology model (model.rs), which render_{text,dot,svg}.rs draw; walk.rs
-//! and far.rs walk a packet's path into steps (steps.rs), judging weft's
-//! firewall with firewall.rs; probe.rs sends a real packet.
+//! topology model (model.rs), which render_{text,dot,svg}.rs draw. walk.rs
+//! walks a packet's path from SRC, far.rs beyond SRC's bridge, with gate.rs
+//! (weft's firewall, judged by firewall.rs), peer.rs (DST's end, MTU) and
+//! overlay.rs; the steps (steps.rs) say what was found; probe.rs sends a
+//! real packet.
 
 mod build;
 mod far;
 mod firewall;
+mod gate;
 mod hint;
 mod live;
 pub mod model;
+mod overlay;
+mod peer;
 mod probe;
 pub mod render_dot;
 pub mod render_svg;

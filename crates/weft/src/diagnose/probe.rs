@@ -127,7 +127,9 @@ pub fn run(
         Proto::Tcp => ProbeProto::Tcp(port.unwrap_or(80)),
         Proto::Udp => ProbeProto::Udp(port.unwrap_or(53)),
     };
-    let outcome = send_probe(&ns, dst_ip, pproto, WAIT)?;
+    let (outcome, sent) = send_probe(&ns, dst_ip, pproto, WAIT)?;
+    // A hop saw the probe if its counter moved by at least what was sent.
+    let need = u64::from(sent.max(1));
     std::thread::sleep(Duration::from_millis(100));
     let after = read(&hops, &mut src_nl, &mut dst_nl);
 
@@ -145,17 +147,17 @@ pub fn run(
             None => seen.push(format!("{} {dir} ?", h.label)),
         }
         match delta {
-            Some(n) if n > 0 && first_unseen.is_none() => last_seen = Some(h.label.clone()),
-            Some(0) if first_unseen.is_none() => first_unseen = Some(h.label.clone()),
+            Some(n) if n >= need && first_unseen.is_none() => last_seen = Some(h.label.clone()),
+            Some(_) if first_unseen.is_none() => first_unseen = Some(h.label.clone()),
             _ => {}
         }
     }
     let what = match proto {
-        Proto::Icmp => "an ICMP echo request".to_string(),
+        Proto::Icmp => format!("{sent} ICMP echo requests"),
         Proto::Tcp => format!("a TCP SYN to port {}", port.unwrap_or(80)),
-        Proto::Udp => format!("a UDP datagram to port {}", port.unwrap_or(53)),
+        Proto::Udp => format!("{sent} UDP datagrams to port {}", port.unwrap_or(53)),
     };
-    let counted = format!("counters: {}", seen.join(", "));
+    let counted = format!("packets counted on the way: {}", seen.join(", "));
     let step = match outcome {
         ProbeOutcome::Answered { rtt } => Step::pass(
             K::Probe,

@@ -46,11 +46,15 @@ pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
 /// Adds the endpoint's map elements (one nft transaction). If that fails
 /// (table deleted or flushed, a stale element in the way), the whole table
 /// is rebuilt from the store instead, which already holds this endpoint.
-pub fn publish(ctx: &Context, ep: &Endpoint, bridge: &str) -> Result<()> {
+pub fn publish(ctx: &mut Context, ep: &Endpoint, bridge: &str) -> Result<()> {
     if ep.ports.is_empty() {
         return Ok(());
     }
     weft_firewall::enable_route_localnet(bridge)?;
+    let nl = ctx.host()?;
+    if let Some(veth) = nl.link_by_name(&ep.host_veth)? {
+        nl.set_hairpin(veth.index, &veth.name, true)?;
+    }
     let added = {
         let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
         Firewall::new().publish(&PortRule::of(ep))

@@ -1,0 +1,95 @@
+//! `weft dns`: the DNS server for this host's networks, in the foreground.
+//!
+//! It follows the store by polling SQLite's `PRAGMA data_version` every few
+//! milliseconds: the number changes exactly when another process commits
+//! (an attach, a detach), reading it touches only the WAL index in shared
+//! memory (microseconds), and it cannot miss a change the way a file watch
+//! can when SQLite checkpoints or recreates its WAL file. A change rebuilds
+//! the zone from the records, so a container resolves within one poll
+//! interval after its attach returns, and stops resolving after its detach.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use weft_dns::{Config, Zone};
+use weft_store::{SqliteStore, Store};
+
+#[derive(Args)]
+pub struct Dns {
+    /// A resolver for names that are not containers (IP or IP:PORT);
+    /// default: the nameservers of /etc/resolv.conf. Repeatable.
+    #[arg(long = "upstream", value_name = "ADDR")]
+    upstreams: Vec<String>,
+    /// Port to answer on, on every network's gateway address.
+    #[arg(long, default_value_t = 53)]
+    port: u16,
+    /// How often to look for changes in the store, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    poll_ms: u64,
+}
+
+impl Dns {
+    pub fn run(self, state_dir: &Path) -> Result<()> {
+        if crate::ops::context::cluster().is_some() {
+            bail!("weft dns follows the embedded store of one host; with a cluster store, `weft agent` serves DNS");
+        }
+        let upstreams = self.upstreams()?;
+        let store = SqliteStore::open(state_dir)?;
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(zone(&store)?));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tracing::info!("upstream resolvers: {upstreams:?}");
+        let poll = Duration::from_millis(self.poll_ms.max(1));
+        std::thread::Builder::new().name("store-watch".into()).spawn(move || {
+            if let Err(e) = follow(&store, &tx, poll) {
+                eprintln!("weft: error: dns: {e:#}");
+                std::process::exit(1);
+            }
+        })?;
+        rt.block_on(weft_dns::serve(Config { port: self.port, upstreams }, rx));
+        Ok(())
+    }
+
+    fn upstreams(&self) -> Result<Vec<SocketAddr>> {
+        if self.upstreams.is_empty() {
+            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            return Ok(weft_dns::from_resolv_conf(&conf));
+        }
+        self.upstreams
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .with_context(|| format!("--upstream {s:?}: give an address, IP or IP:PORT"))
+            })
+            .collect()
+    }
+}
+
+fn zone(store: &SqliteStore) -> Result<Zone> {
+    Ok(Zone::build(&store.networks()?, &store.endpoints(None)?))
+}
+
+/// Sends a new zone whenever another process commits to the store.
+fn follow(
+    store: &SqliteStore,
+    tx: &tokio::sync::watch::Sender<Arc<Zone>>,
+    poll: Duration,
+) -> Result<()> {
+    let mut seen = store.data_version()?;
+    loop {
+        std::thread::sleep(poll);
+        let now = store.data_version()?;
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let z = zone(store)?;
+        if **tx.borrow() != z && tx.send(Arc::new(z)).is_err() {
+            return Ok(());
+        }
+    }
+}

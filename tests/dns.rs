@@ -1,0 +1,347 @@
+//! `weft dns` in a sandbox host: containers resolve peers by name and
+//! alias, addresses back to names, nothing across networks; other names go
+//! to an upstream resolver (a tiny one run here, in the "outside" netns);
+//! attach and detach show within a poll; random bytes never crash it.
+
+mod harness;
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use harness::{Netns, Sandbox};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use serde_json::Value;
+
+const UPSTREAM_ANSWER: &str = "198.51.100.7";
+
+fn ip_of(ep: &Value) -> String {
+    ep["address"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+/// Runs `f` on a thread inside `ns`.
+fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let fd = ns.fd();
+    std::thread::spawn(move || {
+        // SAFETY: the caller keeps `ns` open while the thread runs; setns
+        // moves only this thread.
+        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
+        f()
+    })
+}
+
+/// One query over UDP from inside `ns`; None if nothing came back.
+fn ask(ns: &Netns, server: &str, name: &str, qtype: RecordType) -> Option<Message> {
+    let server: SocketAddr = format!("{server}:53").parse().unwrap();
+    let name = Name::from_ascii(name).unwrap();
+    in_ns(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut m = Message::new();
+        m.set_id(4242).set_message_type(MessageType::Query).set_op_code(OpCode::Query);
+        m.set_recursion_desired(true).add_query(Query::query(name, qtype));
+        s.send_to(&m.to_vec().unwrap(), server).unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, _) = s.recv_from(&mut buf).ok()?;
+        Some(Message::from_vec(&buf[..n]).expect("a DNS answer"))
+    })
+    .join()
+    .unwrap()
+}
+
+/// The addresses (A/AAAA) or names (PTR) of an answer, as text.
+fn answers(m: &Message) -> Vec<String> {
+    m.answers()
+        .iter()
+        .map(|r| match r.data() {
+            RData::A(a) => a.to_string(),
+            RData::AAAA(a) => a.to_string(),
+            RData::PTR(p) => p.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+fn resolve(ns: &Netns, server: &str, name: &str) -> Result<Vec<String>, ResponseCode> {
+    let m = ask(ns, server, name, RecordType::A).unwrap_or_else(|| panic!("no answer for {name}"));
+    match m.response_code() {
+        ResponseCode::NoError => Ok(answers(&m)),
+        code => Err(code),
+    }
+}
+
+/// `weft dns` running in the sandbox host; killed on drop.
+struct DnsServer(Child);
+
+impl DnsServer {
+    fn start(sb: &Sandbox, upstream: &str) -> DnsServer {
+        let child = sb
+            .weft_cmd(&["dns", "--upstream", upstream, "--poll-ms", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn weft dns");
+        DnsServer(child)
+    }
+
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tiny upstream resolver in `ns` at `addr`:53: `upstream.test` is
+/// 198.51.100.7, every other name NXDOMAIN. Stops on drop.
+struct Upstream {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start(ns: &Netns, addr: &str) -> Upstream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let at: SocketAddr = format!("{addr}:53").parse().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = in_ns(ns, move || {
+            let s = UdpSocket::bind(at).expect("bind upstream");
+            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            tx.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((n, peer)) = s.recv_from(&mut buf) else { continue };
+                let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                let mut r = Message::new();
+                r.set_id(q.id()).set_message_type(MessageType::Response).set_op_code(OpCode::Query);
+                r.set_recursion_available(true).add_queries(q.queries().to_vec());
+                let query = &q.queries()[0];
+                if query.name().to_ascii() == "upstream.test."
+                    && query.query_type() == RecordType::A
+                {
+                    let a = RData::A(A(UPSTREAM_ANSWER.parse().unwrap()));
+                    r.add_answer(Record::from_rdata(query.name().clone(), 60, a));
+                } else {
+                    r.set_response_code(ResponseCode::NXDomain);
+                }
+                let _ = s.send_to(&r.to_vec().unwrap(), peer);
+            }
+        });
+        rx.recv().unwrap();
+        Upstream { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits until `f` holds, polling every 2 ms; returns how long it took.
+fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+struct World {
+    sb: Sandbox,
+    a1: usize,
+    a2: usize,
+    b1: usize,
+    ea2: Value,
+    eb1: Value,
+    _upstream: Upstream,
+    dns: DnsServer,
+}
+
+const GW_A: &str = "172.25.0.1";
+const GW_B: &str = "172.25.1.1";
+
+fn world() -> World {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&[
+        "network",
+        "create",
+        "a",
+        "--subnet",
+        "172.25.0.0/24",
+        "--subnet6",
+        "fd00:25::/64",
+    ]);
+    sb.weft_ok(&["network", "create", "b", "--subnet", "172.25.1.0/24"]);
+    let a1 = sb.container("a1");
+    let a2 = sb.container("a2");
+    let b1 = sb.container("b1");
+    sb.attach("a", a1, &[]);
+    let ea2 = sb.attach("a", a2, &["--alias", "db", "--alias", "Cache.Local"]);
+    let eb1 = sb.attach("b", b1, &[]);
+    assert_eq!(ea2["aliases"], serde_json::json!(["db", "Cache.Local"]));
+    assert_eq!(ea2["dns"]["nameservers"], serde_json::json!([GW_A, "fd00:25::1"]));
+    sb.wire_outside();
+    let upstream = Upstream::start(sb.outside.as_ref().unwrap(), "203.0.113.2");
+    let dns = DnsServer::start(&sb, "203.0.113.2");
+    let c = &sb.containers[a1];
+    within(Duration::from_secs(10), "weft dns answering", || {
+        ask(c, GW_A, "x", RecordType::A).is_some()
+    });
+    World { sb, a1, a2, b1, ea2, eb1, _upstream: upstream, dns }
+}
+
+#[test]
+fn names_aliases_ptr_and_no_answers_across_networks() {
+    let w = world();
+    let (a1, b1) = (w.sb.c(w.a1), w.sb.c(w.b1));
+    let a2_name = w.sb.c(w.a2).name.clone();
+    let a2_ip = ip_of(&w.ea2);
+    assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![a2_ip.clone()]));
+    assert_eq!(resolve(a1, GW_A, "db"), Ok(vec![a2_ip.clone()]));
+    assert_eq!(resolve(a1, GW_A, "cache.local"), Ok(vec![a2_ip.clone()]), "aliases ignore case");
+    let six = ask(a1, GW_A, &a2_name, RecordType::AAAA).unwrap();
+    assert_eq!(answers(&six), [ip_of_6(&w.ea2)]);
+    // Reverse: the address gives the container name.
+    let rev: IpAddr = a2_ip.parse().unwrap();
+    let ptr_name = match rev {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(_) => unreachable!(),
+    };
+    let ptr = ask(a1, GW_A, &ptr_name, RecordType::PTR).unwrap();
+    assert_eq!(answers(&ptr), [format!("{a2_name}.")]);
+
+    // Not across networks: b's container is unknown on a, a's on b.
+    let b1_name = w.sb.c(w.b1).name.clone();
+    assert_eq!(resolve(a1, GW_A, &b1_name), Err(ResponseCode::NXDomain));
+    assert_eq!(resolve(b1, GW_B, &a2_name), Err(ResponseCode::NXDomain));
+    assert_eq!(resolve(b1, GW_B, &b1_name), Ok(vec![ip_of(&w.eb1)]));
+    // ... nor by asking the other network's gateway, which b1 can route to.
+    let refused = ask(b1, GW_A, &a2_name, RecordType::A).unwrap();
+    assert_eq!(refused.response_code(), ResponseCode::Refused);
+    assert!(refused.answers().is_empty());
+}
+
+fn ip_of_6(ep: &Value) -> String {
+    ep["address6"].as_str().unwrap().split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn other_names_go_upstream() {
+    let w = world();
+    let a1 = w.sb.c(w.a1);
+    assert_eq!(resolve(a1, GW_A, "upstream.test"), Ok(vec![UPSTREAM_ANSWER.to_string()]));
+    assert_eq!(resolve(a1, GW_A, "nowhere.test"), Err(ResponseCode::NXDomain));
+    // Reverse names outside the network's subnets are the upstream's too.
+    assert_eq!(
+        ask(a1, GW_A, "7.100.51.198.in-addr.arpa", RecordType::PTR).unwrap().response_code(),
+        ResponseCode::NXDomain
+    );
+}
+
+#[test]
+fn attach_and_detach_show_at_once() {
+    let mut w = world();
+    let c = w.sb.container("late");
+    let name = w.sb.c(c).name.clone();
+    let a1 = w.sb.c(w.a1);
+    assert_eq!(resolve(a1, GW_A, &name), Err(ResponseCode::NXDomain));
+    let e = w.sb.attach("a", c, &["--alias", "late-alias"]);
+    let a1 = w.sb.c(w.a1);
+    let ip = ip_of(&e);
+    let took = within(Duration::from_millis(500), "attached container resolves", || {
+        resolve(a1, GW_A, &name) == Ok(vec![ip.clone()])
+    });
+    eprintln!("resolvable {took:?} after attach returned");
+    assert!(took < Duration::from_millis(100), "attach took {took:?} to show in DNS");
+    w.sb.weft_ok(&["detach", "a", &name]);
+    let took = within(Duration::from_millis(500), "detached container gone", || {
+        resolve(a1, GW_A, "late-alias") == Err(ResponseCode::NXDomain)
+    });
+    eprintln!("gone {took:?} after detach returned");
+    assert!(took < Duration::from_millis(100), "detach took {took:?} to show in DNS");
+    assert!(w.dns.alive());
+}
+
+#[test]
+fn random_bytes_never_crash_it() {
+    let mut w = world();
+    let a1 = w.sb.c(w.a1);
+    let a2_name = w.sb.c(w.a2).name.clone();
+    let valid = {
+        let mut m = Message::new();
+        m.set_id(7).add_query(Query::query(Name::from_ascii(&a2_name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    };
+    let sent = in_ns(a1, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut sent = 0;
+        for i in 0..4000 {
+            let pkt: Vec<u8> = if i % 2 == 0 {
+                // Pure noise, 0 to 600 bytes.
+                (0..next() % 600).map(|_| next() as u8).collect()
+            } else {
+                // A valid query with a few bytes flipped, cut or extended:
+                // these get past the first checks of a parser.
+                let mut p = valid.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % p.len();
+                    p[at] = next() as u8;
+                }
+                match next() % 3 {
+                    0 => p.truncate((next() as usize) % p.len()),
+                    1 => p.extend((0..next() % 40).map(|_| next() as u8)),
+                    _ => {}
+                }
+                p
+            };
+            if s.send_to(&pkt, (GW_A, 53)).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sent, 4000);
+    // Garbage over TCP too: a length prefix that lies, then a close.
+    let gw: SocketAddr = format!("{GW_A}:53").parse().unwrap();
+    in_ns(a1, move || {
+        use std::io::Write;
+        for junk in [&[0xff, 0xff, 1, 2, 3][..], &[0, 3, 9, 9, 9], &[0, 0], &[7]] {
+            if let Ok(mut t) = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(1)) {
+                let _ = t.write_all(junk);
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(w.dns.alive(), "weft dns died");
+    let a1 = w.sb.c(w.a1);
+    assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![ip_of(&w.ea2)]), "still answering");
+}
