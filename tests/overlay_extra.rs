@@ -128,8 +128,11 @@ fn etcd_over_tls_agents_and_cli() {
 fn etcd_tls_with_the_wrong_ca_fails_clearly_and_quickly() {
     let c = TlsCluster::new(1);
     let wrong = c.certs.client_args(&c.certs.other_ca());
-    for args in [&["network", "ls"][..], &["node", "ls"], &["network", "create", NET, "--driver", "overlay"]]
-    {
+    for args in [
+        &["network", "ls"][..],
+        &["node", "ls"],
+        &["network", "create", NET, "--driver", "overlay"],
+    ] {
         let t = Instant::now();
         let r = c.weft_with(0, &wrong, args);
         let took = t.elapsed();
@@ -181,12 +184,18 @@ fn weft_against(sb: &Sandbox, etcd: &str, args: &[&str]) -> (Run, Duration) {
 fn unreachable_etcd_fails_clearly_within_five_seconds() {
     let sb = Sandbox::new();
     // 10.200.0.254 is a local address with nothing listening (refused);
-    // 10.201.0.254 is routed into a dummy device that drops everything
-    // (a silent etcd: no answer at all).
-    sb.host.sh(
-        "ip link add d0 type dummy && ip addr add 10.200.0.254/24 dev d0 && ip link set d0 up && \
-         ip link add d1 type dummy && ip addr add 10.201.0.1/24 dev d1 && ip link set d1 up",
-    );
+    // 10.201.0.254 is a neighbour namespace that drops every packet it
+    // gets (a silent etcd: no answer at all).
+    sb.host.sh("ip addr add 10.200.0.254/32 dev lo");
+    let silent = Netns::new("sil");
+    sb.host.sh(&format!(
+        "ip link add sil0 type veth peer name eth0 netns {} && \
+         ip addr add 10.201.0.1/24 dev sil0 && ip link set sil0 up",
+        silent.name
+    ));
+    silent.sh("ip addr add 10.201.0.254/24 dev eth0 && ip link set eth0 up && \
+         nft add table inet sink && \
+         nft 'add chain inet sink in { type filter hook input priority 0; policy drop; }'");
     let ns = Netns::new("unr");
     let path = ns.path.to_str().unwrap().to_string();
     let commands: Vec<Vec<&str>> = vec![
@@ -195,10 +204,9 @@ fn unreachable_etcd_fails_clearly_within_five_seconds() {
         vec!["network", "create", NET, "--driver", "overlay"],
         vec!["attach", NET, &ns.name, "--netns", &path],
     ];
-    for (etcd, why) in [
-        ("http://10.200.0.254:2379", "refused"),
-        ("http://10.201.0.254:2379", "silent"),
-    ] {
+    for (etcd, why) in
+        [("http://10.200.0.254:2379", "refused"), ("http://10.201.0.254:2379", "silent")]
+    {
         for args in &commands {
             let (r, took) = weft_against(&sb, etcd, args);
             let line = one_error_line(&format!("{args:?} against a {why} etcd"), &r);

@@ -70,11 +70,7 @@ impl Certs {
             .args(["-c", &script])
             .output()
             .expect("run openssl (Debian package `openssl`)");
-        assert!(
-            out.status.success(),
-            "openssl failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openssl failed: {}", String::from_utf8_lossy(&out.stderr));
         Certs { dir }
     }
 

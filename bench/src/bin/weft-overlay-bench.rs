@@ -276,16 +276,15 @@ impl Cluster {
         let i = self.add_bare_host(tag, n)?;
         let h = &self.hosts[i];
         let log = File::create(h.state.join("agent.log"))?;
-        let child = h
-            .ns
-            .command(self.weft.to_str().context("weft path")?)
-            .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
-            .arg(&h.state)
-            .args(["-v", "agent", "--underlay-ip", &h.ip])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start weft agent")?;
+        let child =
+            h.ns.command(self.weft.to_str().context("weft path")?)
+                .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+                .arg(&h.state)
+                .args(["-v", "agent", "--underlay-ip", &h.ip])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .context("start weft agent")?;
         self.hosts[i].agent = Some(Proc(child));
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -674,13 +673,20 @@ fn throughput(
     let mut rtts: Vec<Vec<f64>> = vec![vec![]; paths.len()];
     for round in 0..rounds {
         // Alternate the order so neither path always runs first.
-        let order: Vec<usize> =
-            if round % 2 == 0 { (0..paths.len()).collect() } else { (0..paths.len()).rev().collect() };
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..paths.len()).collect()
+        } else {
+            (0..paths.len()).rev().collect()
+        };
         for &i in &order {
             check_interrupted()?;
             let p = &paths[i];
             let r = iperf(p.server, p.client, &p.dst, secs)?;
-            eprintln!("round {round}: {} {:.2} Gbit/s", p.label, r["gbit_s"].as_f64().unwrap_or(0.0));
+            eprintln!(
+                "round {round}: {} {:.2} Gbit/s",
+                p.label,
+                r["gbit_s"].as_f64().unwrap_or(0.0)
+            );
             gbit[i].push(r["gbit_s"].as_f64().unwrap_or(f64::NAN));
             retr[i] += r["retransmits"].as_u64().unwrap_or(0);
             rtts[i].extend(ping_rtts(p.client, &p.dst, pings)?);

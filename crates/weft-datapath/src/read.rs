@@ -181,12 +181,8 @@ impl Netlink {
                 match a {
                     NeighbourAttribute::LinkLayerAddress(b) => mac = mac_of(b),
                     NeighbourAttribute::Controller(i) => bridge = Some(*i),
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
-                        dst = Some(IpAddr::V4(*v))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
-                        dst = Some(IpAddr::V6(*v))
-                    }
+                    // AF_BRIDGE dumps leave NDA_DST raw; read it by length.
+                    NeighbourAttribute::Destination(a) => dst = crate::vtep::neighbour_ip(a),
                     _ => {}
                 }
             }

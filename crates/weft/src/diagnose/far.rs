@@ -20,7 +20,7 @@ impl<'a> Walk<'a> {
     /// Everything after SRC's bridge port.
     pub fn beyond(&mut self, ends: &Ends<'a>, side: &SrcSide<'a>) -> Flow<()> {
         let net = net_of(self.nets, side.src).unwrap_or(ends.src_net);
-        let br = side.bridge;
+        let Some(br) = side.bridge else { return Ok(()) };
         let segment = self.src_segment(side, net);
         if side.target.is_some() && side.target == br.link.mac {
             let mac = side.target.map(|m| m.to_string()).unwrap_or_default();
@@ -59,7 +59,7 @@ impl<'a> Walk<'a> {
     }
 
     /// DST is in the subnet but no endpoint has it.
-    pub(super) fn nobody(&mut self, ends: &Ends<'a>, net: &Network) -> Flow<()> {
+    fn nobody(&mut self, ends: &Ends<'a>, net: &Network) -> Flow<()> {
         let s = Step::fail(
             K::Peer,
             format!("no container on network {} has {}", net.name, ends.dst_ip),
@@ -71,7 +71,7 @@ impl<'a> Walk<'a> {
         self.stop(s)
     }
 
-    pub(super) fn fdb_report(&mut self, br: &LinkDetail, mac: Mac, net: &Network) -> Flow<()> {
+    fn fdb_report(&mut self, br: &LinkDetail, mac: Mac, net: &Network) -> Flow<()> {
         let facts = match self.host.fdb_entry(br.link.index, mac) {
             Some(e) => format!("{mac} -> port {} of {}", self.host.ns.name_of(e.port), net.bridge),
             None => format!("{mac} not in {}'s FDB: flooded to every port", net.bridge),
@@ -79,33 +79,35 @@ impl<'a> Walk<'a> {
         self.push(Step::pass(K::Fdb, facts))
     }
 
-    pub(super) fn fdb_to_port(&mut self, br: &LinkDetail, mac: Mac, d: &Endpoint) -> Flow<()> {
+    fn fdb_to_port(&mut self, br: &LinkDetail, mac: Mac, d: &Endpoint) -> Flow<()> {
         let bridge = &br.link.name;
         let port = self.host.ns.link(&d.host_veth).map(|l| l.link.index);
         match self.host.fdb_entry(br.link.index, mac) {
             Some(e) if Some(e.port) == port || port.is_none() => {
                 let at = self.host.ns.name_of(e.port);
-                self.push(Step::pass(K::Fdb, format!("{mac} -> port {at} of {bridge} ({})", d.container)))
+                let facts = format!("{mac} -> port {at} of {bridge} ({})", d.container);
+                self.push(Step::pass(K::Fdb, facts))
             }
             Some(e) => {
                 let at = self.host.ns.name_of(e.port);
-                let s = Step::fail(
-                    K::Fdb,
-                    format!("{mac} -> port {at} of {bridge}"),
-                    format!("{bridge} sends {}'s MAC to port {at}, but {} is behind {}", d.container, d.container, d.host_veth),
-                )
-                .fix(format!("bridge fdb del {mac} dev {at} master"));
-                self.stop(s)
+                let (c, v) = (&d.container, &d.host_veth);
+                let why = format!("{bridge} sends {c}'s MAC to port {at}, but {c} is behind {v}");
+                let s = Step::fail(K::Fdb, format!("{mac} -> port {at} of {bridge}"), why);
+                self.stop(s.fix(format!("bridge fdb del {mac} dev {at} master")))
             }
-            None => self.push(Step::pass(
-                K::Fdb,
-                format!("{mac} not in {bridge}'s FDB yet: the frame floods to every port; {}'s answer teaches the bridge its port", d.container),
-            )),
+            None => {
+                let facts = format!(
+                    "{mac} not in {bridge}'s FDB yet: the frame floods to every port; {}'s \
+                     answer teaches the bridge its port",
+                    d.container
+                );
+                self.push(Step::pass(K::Fdb, facts))
+            }
         }
     }
 
     /// Same bridge: firewall (br_netfilter), the peer's port, the peer.
-    pub(super) fn bridged(
+    fn bridged(
         &mut self,
         ends: &Ends<'a>,
         side: &SrcSide<'a>,
@@ -124,14 +126,14 @@ impl<'a> Walk<'a> {
 
     /// Through the gateway: the host's routing, weft's firewall, then NAT
     /// out, the host itself, or another network's bridge.
-    pub(super) fn routed(
+    fn routed(
         &mut self,
         ends: &Ends<'a>,
         side: &SrcSide<'a>,
         net: &Network,
         seg: Vec<MtuLink>,
     ) -> Flow<()> {
-        let br = side.bridge;
+        let Some(br) = side.bridge else { return Ok(()) };
         let src_ip = src_addr(side.src, ends.dst_ip);
         let Some(oif) = self.host_route(br, src_ip, ends.dst_ip)? else {
             return self.mtu(&[(net, seg)]);
@@ -177,12 +179,7 @@ impl<'a> Walk<'a> {
 
     /// The host's route for a packet arriving on the bridge from SRC.
     /// None when it is for the host itself.
-    pub(super) fn host_route(
-        &mut self,
-        br: &LinkDetail,
-        src: IpAddr,
-        dst: IpAddr,
-    ) -> Flow<Option<u32>> {
+    fn host_route(&mut self, br: &LinkDetail, src: IpAddr, dst: IpAddr) -> Flow<Option<u32>> {
         let q = RouteQuery { src: Some(src), iif: Some(br.link.index), ..self.query(dst) };
         let bridge = &br.link.name;
         match self.host_nl.route_get(&q)? {

@@ -78,7 +78,11 @@ impl<'a> Walk<'a> {
             )
         });
         let fix = match d.rule {
-            Some(3) => Some(format!("none: network {} is internal by design; attach {} to a non-internal network for a way out", src.network, src.container)),
+            Some(3) => Some(format!(
+                "none: network {} is internal by design; attach {} to a non-internal network \
+                 for a way out",
+                src.network, src.container
+            )),
             _ => join,
         };
         self.stop(Step::fail(K::Firewall, facts, why).fix_opt(fix))
@@ -86,7 +90,7 @@ impl<'a> Walk<'a> {
 
     /// A passing firewall step; a warning when the live forward chain is
     /// not weft's, since the verdict assumes weft's rules.
-    pub(super) fn firewall_pass(&mut self, step: Step) -> Flow<()> {
+    fn firewall_pass(&mut self, step: Step) -> Flow<()> {
         let live =
             self.host.firewall.as_ref().ok().and_then(|st| st.chains.get("forward").copied());
         match live {
@@ -107,7 +111,7 @@ impl<'a> Walk<'a> {
         }
     }
 
-    pub(super) fn no_table(&mut self) -> Flow<()> {
+    fn no_table(&mut self) -> Flow<()> {
         let (facts, why) = match &self.host.firewall {
             Err(e) => ("cannot read table inet weft".to_string(), e.clone()),
             Ok(_) => (
@@ -152,7 +156,7 @@ impl<'a> Walk<'a> {
     }
 }
 
-pub(super) fn describe(d: &Decision) -> String {
+fn describe(d: &Decision) -> String {
     let verdict = match d.action {
         Action::Accept => "accept",
         Action::Drop => "drop",

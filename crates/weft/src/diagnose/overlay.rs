@@ -22,7 +22,7 @@ impl<'a> Walk<'a> {
         seg: Vec<MtuLink>,
     ) -> Flow<()> {
         let host = self.host;
-        let br = side.bridge;
+        let Some(br) = side.bridge else { return Ok(()) };
         let node = d.node.clone().unwrap_or_default();
         let vx = host.ns.links.iter().find(|l| {
             l.link.kind.as_deref() == Some("vxlan") && l.link.master == Some(br.link.index)

@@ -138,7 +138,8 @@ pub struct Walk<'a> {
 pub struct SrcSide<'a> {
     pub src: &'a Endpoint,
     pub ns: NsView,
-    pub bridge: &'a LinkDetail,
+    /// SRC's bridge; None when the packet never leaves SRC.
+    pub bridge: Option<&'a LinkDetail>,
     /// The MAC the first frame goes to, when known.
     pub target: Option<Mac>,
     pub local: bool,
@@ -186,54 +187,8 @@ impl<'a> Walk<'a> {
         self.push(Step::pass(K::Netns, format!("{} in {}", src.container, src.netns)))?;
         self.interface(src, &ns, dst)?;
 
-        // The kernel's own route lookup, inside SRC.
-        let q = self.query(dst);
-        let (oif, gateway) = match nl.route_get(&q)? {
-            Lookup::Refused { reason, .. } => {
-                let internal = ends.src_net.internal && !in_subnet(ends.src_net, dst);
-                let why = if internal {
-                    format!(
-                        "network {} is internal: no default route, no way out (by design)",
-                        src.network
-                    )
-                } else {
-                    format!("{}'s routing table has no route to {dst}", src.container)
-                };
-                let fix = src.gateway.filter(|_| !internal).map(|gw| {
-                    ip_in(&src.netns, &format!("route add default via {gw} dev {}", src.ifname))
-                });
-                let s = Step::fail(
-                    K::Route,
-                    format!("no route to {dst} in {}: {reason}", src.container),
-                    why,
-                );
-                return self.stop(s.fix_opt(fix));
-            }
-            Lookup::Found(a) => {
-                match a.kind {
-                    RouteKind::Local => {
-                        self.push(Step::pass(
-                            K::Route,
-                            format!(
-                                "{dst} is an address of {} itself: delivered locally",
-                                src.container
-                            ),
-                        ))?;
-                        return Ok(SrcSide {
-                            src,
-                            ns,
-                            bridge: self.any_bridge(ends)?,
-                            target: None,
-                            local: true,
-                        });
-                    }
-                    RouteKind::Unicast => (a.oif.unwrap_or(0), a.gateway),
-                    other => {
-                        let s = Step::fail(K::Route, format!("{dst}: a {other:?} route in {}", src.container), format!("the route to {dst} is of type {other:?}: the kernel will not send it"));
-                        return self.stop(s);
-                    }
-                }
-            }
+        let Some((oif, gateway)) = self.route(ends, &mut nl)? else {
+            return Ok(SrcSide { src, ns, bridge: None, target: None, local: true });
         };
         let oif_name = ns.name_of(oif);
         if oif_name != src.ifname {
@@ -270,15 +225,47 @@ impl<'a> Walk<'a> {
         let next_hop = gateway.unwrap_or(dst);
         let target = self.neighbour(src, net, &ns, oif, next_hop)?;
         self.veth(src, net, &ns)?;
-        let bridge = self.bridge_port(src, net)?;
+        let bridge = Some(self.bridge_port(src, net)?);
         Ok(SrcSide { src, ns, bridge, target, local: false })
     }
 
-    /// A bridge to hang counters on for a path that never leaves SRC.
-    fn any_bridge(&self, ends: &Ends<'a>) -> Flow<&'a LinkDetail> {
-        match self.host.ns.link(&ends.src_net.bridge) {
-            Some(b) => Ok(b),
-            None => Err(Halt::Error(anyhow::anyhow!("bridge {} missing", ends.src_net.bridge))),
+    /// The kernel's own route lookup inside SRC: the output interface and
+    /// gateway, or None when DST is SRC itself.
+    fn route(&mut self, ends: &Ends<'a>, nl: &mut Netlink) -> Flow<Option<(u32, Option<IpAddr>)>> {
+        let (src, dst) = (ends.src, ends.dst_ip);
+        let a = match nl.route_get(&self.query(dst))? {
+            Lookup::Found(a) => a,
+            Lookup::Refused { reason, .. } => {
+                let internal = ends.src_net.internal && !in_subnet(ends.src_net, dst);
+                let why = if internal {
+                    format!(
+                        "network {} is internal: no default route, no way out (by design)",
+                        src.network
+                    )
+                } else {
+                    format!("{}'s routing table has no route to {dst}", src.container)
+                };
+                let fix = src.gateway.filter(|_| !internal).map(|gw| {
+                    ip_in(&src.netns, &format!("route add default via {gw} dev {}", src.ifname))
+                });
+                let facts = format!("no route to {dst} in {}: {reason}", src.container);
+                return self.stop(Step::fail(K::Route, facts, why).fix_opt(fix));
+            }
+        };
+        match a.kind {
+            RouteKind::Unicast => Ok(Some((a.oif.unwrap_or(0), a.gateway))),
+            RouteKind::Local => {
+                let facts =
+                    format!("{dst} is an address of {} itself: delivered locally", src.container);
+                self.push(Step::pass(K::Route, facts))?;
+                Ok(None)
+            }
+            other => {
+                let facts = format!("{dst}: a {other:?} route in {}", src.container);
+                let why =
+                    format!("the route to {dst} is of type {other:?}: the kernel will not send it");
+                self.stop(Step::fail(K::Route, facts, why))
+            }
         }
     }
 
@@ -378,7 +365,10 @@ impl<'a> Walk<'a> {
                 } else {
                     "a stale entry"
                 };
-                let why = format!("{kind_of} points {next_hop} at {m}, but {whose} has {want}: frames go to a MAC nobody answers to");
+                let why = format!(
+                    "{kind_of} points {next_hop} at {m}, but {whose} has {want}: frames go to a \
+                     MAC nobody answers to"
+                );
                 self.push(Step::fail(kind, facts, why).fix(fix))?;
                 Ok(Some(m))
             }
