@@ -164,8 +164,10 @@ fn a_killed_agent_converges_after_restart() {
     // The stale VXLAN forwarding entry went too, and every remaining one
     // points at a live host's underlay address.
     let fdb: Value =
-        serde_json::from_str(&c.hosts[1].ns.sh(&format!("bridge -j fdb show dev {} self", vx()))).unwrap();
-    let dsts: Vec<&str> = fdb.as_array().unwrap().iter().filter_map(|e| e["dst"].as_str()).collect();
+        serde_json::from_str(&c.hosts[1].ns.sh(&format!("bridge -j fdb show dev {} self", vx())))
+            .unwrap();
+    let dsts: Vec<&str> =
+        fdb.as_array().unwrap().iter().filter_map(|e| e["dst"].as_str()).collect();
     assert!(!dsts.contains(&"10.200.0.77"), "stale VXLAN FDB entry survived: {dsts:?}");
     assert!(dsts.iter().all(|d| ["10.200.0.1", "10.200.0.3"].contains(d)), "{dsts:?}");
 }

@@ -26,6 +26,7 @@
 //! - `OVL_IPERF_SECS`  seconds per iperf3 run (default 5)
 //! - `OVL_PINGS`       pings per RTT round (default 200)
 //! - `BENCH_OUT`       JSON results (default `bench/overlay-results.json`)
+//! - `BENCH_LOGS`      if set, a directory to keep the agents' logs in
 //! - `BENCH_PREFIX`    prefix of every namespace and temp dir (default
 //!   `wovl-PID`); bench/overlay.sh cleans up what carries it
 //!
@@ -195,6 +196,20 @@ struct Cluster {
     etcd: Option<Proc>,
     underlay: Ns,
     dir: Dir,
+}
+
+impl Drop for Cluster {
+    /// With `BENCH_LOGS` set, the agents' logs are kept there.
+    fn drop(&mut self) {
+        let Ok(dest) = std::env::var("BENCH_LOGS") else { return };
+        let _ = std::fs::create_dir_all(&dest);
+        for h in &self.hosts {
+            let _ = std::fs::copy(
+                h.state.join("agent.log"),
+                Path::new(&dest).join(format!("{}-agent.log", h.name)),
+            );
+        }
+    }
 }
 
 fn etcd_url() -> String {
@@ -495,6 +510,7 @@ fn convergence(c: &mut Cluster, a: usize, b: usize, n: usize) -> Result<Value> {
     std::thread::sleep(Duration::from_millis(200));
     let vx = format!("vx-{NET}");
     let (mut total, mut attach_ms, mut neigh_ms, mut retries) = (vec![], vec![], vec![], 0usize);
+    let (mut tries_per_sample, mut slow) = (vec![], vec![]);
     for k in 0..n {
         check_interrupted()?;
         while events.try_recv().is_ok() {}
@@ -519,12 +535,22 @@ fn convergence(c: &mut Cluster, a: usize, b: usize, n: usize) -> Result<Value> {
                 break;
             }
             tries += 1;
+            if tries == 10 {
+                // Slow: keep what the neighbour tables said, to explain it.
+                let probe_neigh = c.containers[probe].sh("ip neigh show").unwrap_or_default();
+                let new_neigh = c.containers[first + k].sh("ip neigh show").unwrap_or_default();
+                slow.push(json!({
+                    "sample": k, "address": ip.to_string(),
+                    "probe_neigh": probe_neigh, "new_container_neigh": new_neigh,
+                }));
+            }
             if t0.elapsed() > Duration::from_secs(5) {
                 bail!("no reply from {ip} within 5 s (sample {k})");
             }
         }
         let done = t0.elapsed();
         retries += tries;
+        tries_per_sample.push(tries);
         total.push(done.as_secs_f64() * 1e3);
         attach_ms.push(t_attach.as_secs_f64() * 1e3);
         neigh_ms.push(neigh_at.saturating_duration_since(t0).as_secs_f64() * 1e3);
@@ -535,6 +561,8 @@ fn convergence(c: &mut Cluster, a: usize, b: usize, n: usize) -> Result<Value> {
         "attach_command": summary(&attach_ms),
         "attach_to_entry_on_b": summary(&neigh_ms),
         "ping_retries": retries,
+        "ping_retries_per_sample": tries_per_sample,
+        "slow_samples": slow,
         "raw_ms": total,
     }))
 }

@@ -7,7 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use weft_model::Mac;
@@ -42,7 +43,7 @@ pub struct PlugSpec<'a> {
 pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
     create_veth(host, netns, spec, spec.bridge_index)?;
     let configured = (|| {
-        host.set_alias_by_name(spec.host_veth, spec.alias)?;
+        finish_host_end(host, spec)?;
         let mut ns = netns.netlink()?;
         configure_container(&mut ns, spec)
     })();
@@ -61,13 +62,16 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
     peer.attributes.push(LinkAttribute::Address(spec.mac.0.to_vec()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
     peer.attributes.push(LinkAttribute::NetNsFd(netns.fd()));
+    one_queue(&mut peer);
 
+    // Created down: it comes up in `finish_host_end`, after IPv6 address
+    // generation is off.
     let mut m = LinkMessage::default();
-    up_flags(&mut m);
     m.attributes.push(LinkAttribute::IfName(spec.host_veth.to_string()));
     m.attributes.push(LinkAttribute::Address(spec.host_mac.0.to_vec()));
     m.attributes.push(LinkAttribute::Mtu(spec.mtu));
     m.attributes.push(LinkAttribute::Controller(bridge));
+    one_queue(&mut m);
     m.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
@@ -88,6 +92,28 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
             }
         }
     })
+}
+
+/// Alias, no IPv6 link-local address, up: one request. A bridge port
+/// needs no IPv6 address of its own; without one the host keeps no
+/// per-port IPv6 routes and multicast state, which made attaches slower as
+/// ports accumulated.
+fn finish_host_end(host: &mut Netlink, spec: &PlugSpec) -> Result<()> {
+    let mut m = LinkMessage::default();
+    up_flags(&mut m);
+    m.attributes.push(LinkAttribute::IfName(spec.host_veth.to_string()));
+    m.attributes.push(LinkAttribute::IfAlias(spec.alias.to_string()));
+    m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+        AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+    ])]));
+    host.exec(RouteNetlinkMessage::SetLink(m), 0).op(|| format!("bring up {}", spec.host_veth))
+}
+
+/// One TX and one RX queue: with the default (one per CPU) the kernel
+/// waits for an expedited RCU grace period per queue set at creation.
+fn one_queue(m: &mut LinkMessage) {
+    m.attributes.push(LinkAttribute::NumTxQueues(1));
+    m.attributes.push(LinkAttribute::NumRxQueues(1));
 }
 
 fn configure_container(ns: &mut Netlink, spec: &PlugSpec) -> Result<()> {

@@ -10,6 +10,7 @@
 //! or deletes map elements (see [`publish`]), never rules.
 
 mod error;
+mod libnft;
 mod nft;
 pub mod publish;
 mod ruleset;

@@ -21,6 +21,8 @@ pub const DEFAULT_TABLE: &str = "weft";
 pub struct Firewall {
     program: PathBuf,
     table: String,
+    /// Run batches through libnftables in-process when it can be loaded.
+    in_process: bool,
 }
 
 /// What is in weft's table right now, read back from the kernel.
@@ -51,12 +53,13 @@ impl Firewall {
     }
 
     pub fn with_table(name: &str) -> Firewall {
-        Firewall { program: find_nft(), table: name.to_string() }
+        Firewall { program: find_nft(), table: name.to_string(), in_process: true }
     }
 
-    /// Uses another `nft` binary.
+    /// Uses another `nft` binary (and never the library).
     pub fn with_program(mut self, program: impl Into<PathBuf>) -> Firewall {
         self.program = program.into();
+        self.in_process = false;
         self
     }
 
@@ -141,6 +144,18 @@ impl Firewall {
         stdin: Option<&str>,
         action: &'static str,
     ) -> Result<String, FirewallError> {
+        if let Some(lib) = crate::libnft::lib().filter(|_| self.in_process) {
+            // The same command as nft's arguments would give, minus `-j -f -`.
+            let cmd = match stdin {
+                Some(batch) => batch.to_string(),
+                None => args.iter().filter(|a| **a != "-j").copied().collect::<Vec<_>>().join(" "),
+            };
+            return lib.run(&cmd).map_err(|stderr| FirewallError::Nft {
+                action,
+                table: format!("inet {}", self.table),
+                message: condense(&stderr, std::os::unix::process::ExitStatusExt::from_raw(1 << 8)),
+            });
+        }
         let program = self.program.display().to_string();
         let mut child = Command::new(&self.program)
             .args(args)

@@ -100,3 +100,24 @@ fn rules_do_not_grow_with_ports() {
         assert_eq!(st.maps[maps::PUBLISH4].len(), 200);
     });
 }
+
+#[test]
+fn library_and_nft_command_agree() {
+    sandbox(|| {
+        let ports = [rule("8080:80", 2), rule("9000-9009:9000-9009/udp", 3)];
+        // Firewall::new() runs batches through libnftables when it loads;
+        // with_program always starts the nft command.
+        let (lib, exec) = (Firewall::new(), Firewall::new().with_program("nft"));
+        lib.apply_with_ports(&[net()], &ports).unwrap();
+        let by_lib = lib.status().unwrap();
+        assert_eq!(exec.status().unwrap(), by_lib);
+        exec.apply_with_ports(&[net()], &ports).unwrap();
+        assert_eq!(lib.status().unwrap(), by_lib);
+        exec.unpublish(&ports[..1]).unwrap();
+        lib.unpublish(&ports[1..]).unwrap();
+        assert!(lib.status().unwrap().maps.values().all(Vec::is_empty));
+        let e = exec.unpublish(&ports[..1]).unwrap_err().to_string();
+        let l = lib.unpublish(&ports[..1]).unwrap_err().to_string();
+        assert_eq!(e, l, "the same one-line error either way");
+    });
+}

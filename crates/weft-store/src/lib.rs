@@ -60,6 +60,17 @@ pub trait Store: Send {
     /// All endpoints, or those of one network; sorted by network, then address.
     fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError>;
 
+    /// One container's endpoints on one network (one per ifname).
+    fn container_endpoints(
+        &self,
+        network: &str,
+        container: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        let mut eps = self.endpoints(Some(network))?;
+        eps.retain(|e| e.container == container);
+        Ok(eps)
+    }
+
     /// Small key/value metadata, such as the boot id the state belongs to.
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 

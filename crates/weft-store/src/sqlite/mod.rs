@@ -106,7 +106,34 @@ fn connect(path: &Path) -> Result<Connection, Fail> {
     // commits, but never corrupts the file.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    keep_wal_files(&conn);
+    // No checkpoint when the last connection closes: that checkpoint's
+    // fsyncs dominated a short command's time. The WAL is durable on its
+    // own; the next opener rebuilds its index from it, and the automatic
+    // checkpoint (every 256 pages) keeps that read short.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 256)?;
     Ok(conn)
+}
+
+/// Each weft command is a short process and usually the database's only
+/// connection: by default SQLite would create the -wal and -shm files on
+/// open and delete them on close, which on a disk filesystem costs a file
+/// creation, a deletion and directory syncs (~15 ms measured on ext4 with
+/// discard) per command. Keeping the files makes it an open of existing
+/// files.
+fn keep_wal_files(conn: &Connection) {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: the handle is a live connection owned by `conn`; the pointer
+    // is to a c_int as SQLITE_FCNTL_PERSIST_WAL requires, valid for the call.
+    unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        );
+    }
 }
 
 impl SqliteStore {
@@ -200,6 +227,14 @@ impl Store for SqliteStore {
 
     fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
         self.run(|c| endpoint::list(c, network))
+    }
+
+    fn container_endpoints(
+        &self,
+        network: &str,
+        container: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        self.run(|c| endpoint::of_container(c, network, container))
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {

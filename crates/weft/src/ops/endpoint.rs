@@ -139,9 +139,9 @@ pub fn detach(
     }
     let eps: Vec<Endpoint> = ctx
         .store
-        .endpoints(Some(network))?
+        .container_endpoints(network, container)?
         .into_iter()
-        .filter(|e| e.container == container && ifname.is_none_or(|i| e.ifname == i))
+        .filter(|e| ifname.is_none_or(|i| e.ifname == i))
         .filter(|e| e.node == ctx.node)
         .collect();
     if eps.is_empty() {
