@@ -14,6 +14,8 @@
 //! - `BENCH_OUT`     JSON results (default `bench/results.json`)
 //! - `BENCH_PREFIX`  prefix of every namespace made (default `wbench-PID`)
 //! - `BENCH_TOOLS`   `weft,cni` (default); one of them alone for profiling
+//! - `BENCH_WEFT_VIA` `cli` (default) or `cni`: weft as a CNI plugin, the
+//!   same protocol and process model as the reference plugin
 
 mod report;
 mod sandbox;
@@ -95,6 +97,7 @@ fn run() -> Result<()> {
         prefix,
         warmup: env_usize("BENCH_WARMUP", 3)?,
         tools: env_or("BENCH_TOOLS", "weft,cni").split(',').map(|t| t.trim().to_string()).collect(),
+        weft_via_cni: env_or("BENCH_WEFT_VIA", "cli") == "cni",
     };
     if env.tools.is_empty() || env.tools.iter().any(|t| t != "weft" && t != "cni") {
         bail!("BENCH_TOOLS: a comma-separated list of weft, cni");

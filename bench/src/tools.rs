@@ -25,6 +25,9 @@ pub enum Tool {
     Weft {
         bin: PathBuf,
         state_dir: PathBuf,
+        /// Invoke weft as a CNI plugin (env + this config on stdin) rather
+        /// than through its CLI.
+        cni_conf: Option<String>,
     },
     /// The reference CNI `bridge` plugin with `host-local` IPAM.
     Cni {
@@ -55,8 +58,18 @@ pub struct Sample {
 }
 
 impl Tool {
-    pub fn weft(bin: &Path, state_dir: &Path) -> Tool {
-        Tool::Weft { bin: bin.to_path_buf(), state_dir: state_dir.to_path_buf() }
+    pub fn weft(bin: &Path, state_dir: &Path, via_cni: bool, subnet: &str) -> Tool {
+        let cni_conf = via_cni.then(|| {
+            serde_json::json!({
+                "cniVersion": "1.0.0",
+                "name": NETWORK,
+                "type": "weft",
+                "subnet": subnet,
+                "stateDir": state_dir,
+            })
+            .to_string()
+        });
+        Tool::Weft { bin: bin.to_path_buf(), state_dir: state_dir.to_path_buf(), cni_conf }
     }
 
     /// ipMasq and isGateway on, a /16, host-local keeping its leases in
@@ -90,7 +103,7 @@ impl Tool {
     /// first; the CNI plugin makes its bridge on the first ADD.
     pub fn setup(&self, host: &Ns, subnet: &str) -> Result<()> {
         match self {
-            Tool::Weft { bin, state_dir } => {
+            Tool::Weft { bin, state_dir, .. } => {
                 let bin = bin.to_string_lossy();
                 let dir = state_dir.to_string_lossy();
                 sandbox::run_in(
@@ -106,7 +119,12 @@ impl Tool {
 
     fn command(&self, op: Op, c: &Container) -> (Command, Option<&[u8]>) {
         match self {
-            Tool::Weft { bin, state_dir } => {
+            Tool::Weft { bin, cni_conf: Some(conf), .. } => {
+                let mut cmd = Command::new(bin);
+                cni_env(&mut cmd, op, c, Path::new("/usr/lib/cni"));
+                (cmd, Some(conf.as_bytes()))
+            }
+            Tool::Weft { bin, state_dir, cni_conf: None } => {
                 let mut cmd = Command::new(bin);
                 cmd.env_clear().env("PATH", PATH).arg("--state-dir").arg(state_dir);
                 match op {
@@ -119,19 +137,7 @@ impl Tool {
             }
             Tool::Cni { cni_path, conf } => {
                 let mut cmd = Command::new(cni_path.join("bridge"));
-                cmd.env_clear()
-                    .env("PATH", PATH)
-                    .env(
-                        "CNI_COMMAND",
-                        match op {
-                            Op::Attach => "ADD",
-                            Op::Detach => "DEL",
-                        },
-                    )
-                    .env("CNI_CONTAINERID", &c.id)
-                    .env("CNI_NETNS", &c.ns.path)
-                    .env("CNI_IFNAME", "eth0")
-                    .env("CNI_PATH", cni_path);
+                cni_env(&mut cmd, op, c, cni_path);
                 (cmd, Some(conf.as_bytes()))
             }
         }
@@ -182,11 +188,29 @@ impl Tool {
     fn address(&self, stdout: &[u8]) -> Option<String> {
         let v: serde_json::Value = serde_json::from_slice(stdout).ok()?;
         let a = match self {
-            Tool::Weft { .. } => &v["address"],
+            Tool::Weft { cni_conf: None, .. } => &v["address"],
+            Tool::Weft { .. } => &v["ips"][0]["address"],
             Tool::Cni { .. } => &v["ips"][0]["address"],
         };
         a.as_str().map(str::to_string)
     }
+}
+
+/// The CNI protocol's environment for one ADD (attach) or DEL (detach).
+fn cni_env(cmd: &mut Command, op: Op, c: &Container, cni_path: &Path) {
+    cmd.env_clear()
+        .env("PATH", PATH)
+        .env(
+            "CNI_COMMAND",
+            match op {
+                Op::Attach => "ADD",
+                Op::Detach => "DEL",
+            },
+        )
+        .env("CNI_CONTAINERID", &c.id)
+        .env("CNI_NETNS", &c.ns.path)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", cni_path);
 }
 
 fn first_line(stderr: &[u8], stdout: &[u8]) -> String {

@@ -33,6 +33,8 @@ pub struct Env {
     pub warmup: usize,
     /// Which tools run: "weft", "cni" (normally both).
     pub tools: Vec<String>,
+    /// Drive weft through the CNI protocol instead of its CLI.
+    pub weft_via_cni: bool,
 }
 
 pub struct Spec {
@@ -114,7 +116,7 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
     let _cleanup_dir = RemoveDir(dir.clone());
 
     let tools: Vec<Tool> = [
-        Tool::weft(&env.weft_bin, &dir.join("weft-state")),
+        Tool::weft(&env.weft_bin, &dir.join("weft-state"), env.weft_via_cni, &env.subnet),
         Tool::cni(&env.cni_path, &env.subnet, &dir.join("cni-data")),
     ]
     .into_iter()
@@ -297,7 +299,7 @@ fn parallel(
 /// weft's endpoint records, or host-local's leases, left after detach.
 fn leftover_records(tool: &Tool, host: &Ns) -> Result<usize> {
     match tool {
-        Tool::Weft { bin, state_dir } => {
+        Tool::Weft { bin, state_dir, .. } => {
             let out = sandbox::run_in(
                 host,
                 &bin.to_string_lossy(),

@@ -83,6 +83,16 @@ impl Drop for Ns {
     }
 }
 
+/// CPU time (user + system) of waited-for children so far, in ms.
+fn children_cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
+}
+
 fn ok(out: Output, what: &str) -> Result<Vec<u8>> {
     if !out.status.success() {
         bail!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim());
@@ -123,32 +133,33 @@ fn stats_json(s: &Stats, rules: usize) -> Value {
 }
 
 /// weft: `attach -p` N times; returns per-attach milliseconds.
-fn weft_ports(prefix: &str, weft: &str, n: usize) -> Result<(Vec<f64>, usize)> {
+fn weft_ports(prefix: &str, weft: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     let host = Ns::new(format!("{prefix}-wh"))?;
     let state = std::env::temp_dir().join(format!("{prefix}-weft"));
     let st = state.to_str().unwrap().to_string();
     let w = |args: &[&str]| host.cmd(weft).arg("--state-dir").arg(&st).args(args).output();
     ok(w(&["network", "create", "pbench", "--subnet", "10.200.0.0/16"])?, "weft network create")?;
-    let mut ms = Vec::with_capacity(n);
+    let (mut ms, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut conts = Vec::with_capacity(n);
     for i in 0..n {
         conts.push(Ns::new(format!("{prefix}-wc{i}"))?);
     }
     for (i, c) in conts.iter().enumerate() {
         let port = format!("{}:80", 20000 + i);
-        let t = Instant::now();
+        let (t, c0) = (Instant::now(), children_cpu_ms());
         let out = w(&["attach", "pbench", &c.name, "--netns", &c.path(), "-p", &port])?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
+        cpu.push(children_cpu_ms() - c0);
         ok(out, "weft attach")?;
     }
     let rules = host.rule_count();
     drop(conts);
     let _ = std::fs::remove_dir_all(&state);
-    Ok((ms, rules))
+    Ok((ms, cpu, rules))
 }
 
 /// bridge + portmap, as a runtime chains them for one published port.
-fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, usize)> {
+fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
     let host = Ns::new(format!("{prefix}-ch"))?;
     let data = std::env::temp_dir().join(format!("{prefix}-ipam"));
     let bridge_conf = json!({
@@ -179,10 +190,10 @@ fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, usize)
     for i in 0..n {
         conts.push(Ns::new(format!("{prefix}-cc{i}"))?);
     }
-    let mut ms = Vec::with_capacity(n);
+    let (mut ms, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for (i, c) in conts.iter().enumerate() {
         let id = format!("ctr{i}");
-        let t = Instant::now();
+        let (t, c0) = (Instant::now(), children_cpu_ms());
         let prev = run("bridge", &id, &c.path(), &bridge_conf)?;
         let pm = json!({
             "cniVersion": "1.0.0", "name": "pbench", "type": "portmap", "snat": true,
@@ -192,11 +203,12 @@ fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, usize)
         });
         run("portmap", &id, &c.path(), &pm)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
+        cpu.push(children_cpu_ms() - c0);
     }
     let rules = host.rule_count();
     drop(conts);
     let _ = std::fs::remove_dir_all(&data);
-    Ok((ms, rules))
+    Ok((ms, cpu, rules))
 }
 
 /// A fixed query for `svc` A IN, to see that a server is up (the load
@@ -333,23 +345,27 @@ fn main() -> Result<()> {
     let prefix = env("BENCH_PREFIX", &format!("wpb-{}", std::process::id()));
 
     println!("attach with one published port, N={n} sequential");
-    let (wms, wrules) = weft_ports(&prefix, &weft, n)?;
-    let (cms, crules) = cni_ports(&prefix, &cni_path, n)?;
+    let (wms, wcpu, wrules) = weft_ports(&prefix, &weft, n)?;
+    let (cms, ccpu, crules) = cni_ports(&prefix, &cni_path, n)?;
     let (ws, cs) = (stats(&wms), stats(&cms));
-    for (name, s, rules) in [("weft", &ws, wrules), ("bridge+portmap", &cs, crules)] {
+    for (name, s, cpu, rules) in
+        [("weft", &ws, &wcpu, wrules), ("bridge+portmap", &cs, &ccpu, crules)]
+    {
         println!(
-            "  {name:<15} p50 {:>7.2} ms  p90 {:>7.2} ms  first20 {:>7.2} -> last20 {:>7.2} ms (x{:.2})  {rules} rules after",
+            "  {name:<15} p50 {:>7.2} ms  p90 {:>7.2} ms  first20 {:>7.2} -> last20 {:>7.2} ms (x{:.2})  cpu p50 {:>6.2} ms  {rules} rules after",
             s.p50,
             s.p90,
             s.first,
             s.last,
-            s.last / s.first
+            s.last / s.first,
+            median(cpu)
         );
     }
     let dns = dns_bench(&prefix, &weft, secs)?;
     let out = json!({
         "n": n,
-        "attach_publish": {"weft": stats_json(&ws, wrules), "bridge_portmap": stats_json(&cs, crules)},
+        "attach_publish": {"weft": stats_json(&ws, wrules), "bridge_portmap": stats_json(&cs, crules),
+                           "cpu_p50_ms": {"weft": median(&wcpu), "bridge_portmap": median(&ccpu)}},
         "dns": dns,
         "samples_ms": {"weft": wms, "bridge_portmap": cms},
     });
