@@ -24,6 +24,19 @@ fn ip_of(ep: &Value) -> String {
 /// A TCP connection from `from` to `ip:port`, served in `to` on
 /// `container_port`: the client address the server saw, or None.
 fn tcp(from: &Netns, ip: &str, port: u16, to: &Netns, container_port: u16) -> Option<String> {
+    // The previous connection to this port may still be closing: wait
+    // until the port can be listened on again.
+    let free = in_ns(to, move || {
+        let start = Instant::now();
+        while std::net::TcpListener::bind(("0.0.0.0", container_port)).is_err() {
+            if start.elapsed() > Duration::from_secs(3) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    });
+    assert!(free.join().unwrap(), "port {container_port} stays busy");
     let probe = TcpProbe::listen(to, &format!("0.0.0.0:{container_port}"), Duration::from_secs(4));
     let sent = tcp_send(from, ip, port, 2);
     let got = probe.accepted();

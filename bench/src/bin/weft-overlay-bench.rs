@@ -601,34 +601,42 @@ fn manual_host(c: &mut Cluster, h: usize, me: usize, mtu: u32) -> Result<usize> 
 }
 
 fn iperf(server: &Ns, client: &Ns, dst: &str, secs: usize) -> Result<Value> {
-    let srv = Proc(
-        server
-            .command("iperf3")
-            .args(["-s", "-1", "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("iperf3 (Debian package iperf3)")?,
-    );
     let mut last = String::new();
-    for _ in 0..50 {
+    // A run that reports no result (iperf3 -J says why in "error") is
+    // tried again, up to three times.
+    for _ in 0..3 {
+        let _srv = Proc(
+            server
+                .command("iperf3")
+                .args(["-s", "-1", "-p", "5201"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("iperf3 (Debian package iperf3)")?,
+        );
+        // The client starts once the server listens.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !server.sh("ss -Hltn 'sport = :5201'")?.contains("5201") {
+            check_interrupted()?;
+            if Instant::now() > deadline {
+                bail!("iperf3 server in {} did not listen", server.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let out = client
             .command("iperf3")
             .args(["-c", dst, "-p", "5201", "-t", &secs.to_string(), "-J"])
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() {
-            drop(srv);
-            let v: Value = serde_json::from_str(&text).context("iperf3 JSON")?;
-            let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(f64::NAN);
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
             let retr = v["end"]["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
             return Ok(json!({"gbit_s": bps / 1e9, "retransmits": retr}));
         }
-        // The server may not listen yet.
-        last = text;
-        std::thread::sleep(Duration::from_millis(100));
+        last = v["error"].as_str().map_or_else(|| text.chars().take(300).collect(), String::from);
+        eprintln!("iperf3 to {dst}: no result ({last}); again");
     }
-    bail!("iperf3 to {dst} failed: {}", last.chars().take(300).collect::<String>())
+    bail!("iperf3 to {dst} failed: {last}")
 }
 
 /// RTTs in ms of `count` pings at 10 ms intervals.
@@ -646,6 +654,9 @@ struct PathUnderTest<'a> {
     server: &'a Ns,
     client: &'a Ns,
     dst: String,
+    /// Hosts that get a copy of weft's nftables table for the time of this
+    /// path's runs (to tell the firewall's cost from the overlay's).
+    with_weft_nft: Vec<&'a Ns>,
 }
 
 fn throughput(
@@ -677,20 +688,37 @@ fn throughput(
             server: &c.containers[wb],
             client: &c.containers[wa],
             dst: wb_ip.to_string(),
+            with_weft_nft: vec![],
         },
         PathUnderTest {
             label: "manual",
             server: &c.containers[mcb],
             client: &c.containers[mca],
             dst: MANUAL_IPS[1].to_string(),
+            with_weft_nft: vec![],
+        },
+        PathUnderTest {
+            label: "manual+weft-nft",
+            server: &c.containers[mcb],
+            client: &c.containers[mca],
+            dst: MANUAL_IPS[1].to_string(),
+            with_weft_nft: vec![&c.hosts[ma].ns, &c.hosts[mb].ns],
         },
         PathUnderTest {
             label: "underlay",
             server: &c.hosts[mb].ns,
             client: &c.hosts[ma].ns,
             dst: c.hosts[mb].ip.clone(),
+            with_weft_nft: vec![],
         },
     ];
+    // weft's table as host A has it (rules for its bridge and sets; on the
+    // hand-built hosts they match nothing but cost what any such table
+    // costs: conntrack and the hooks).
+    let weft_nft = c.hosts[a].ns.sh("nft list table inet weft")?;
+    let nft_file = c.dir.0.join("weft.nft");
+    std::fs::write(&nft_file, &weft_nft)?;
+    let nft_path = nft_file.to_str().context("nft file path")?.to_string();
     for p in &paths {
         if ping_rtts(p.client, &p.dst, 3)?.is_empty() {
             bail!("{} path: no ping reply from {}", p.label, p.dst);
@@ -709,7 +737,15 @@ fn throughput(
         for &i in &order {
             check_interrupted()?;
             let p = &paths[i];
-            let r = iperf(p.server, p.client, &p.dst, secs)?;
+            for h in &p.with_weft_nft {
+                h.sh(&format!("nft -f {nft_path}"))?;
+            }
+            let r = iperf(p.server, p.client, &p.dst, secs);
+            let rtt = r.is_ok().then(|| ping_rtts(p.client, &p.dst, pings));
+            for h in &p.with_weft_nft {
+                h.sh("nft delete table inet weft")?;
+            }
+            let r = r?;
             eprintln!(
                 "round {round}: {} {:.2} Gbit/s",
                 p.label,
@@ -717,7 +753,7 @@ fn throughput(
             );
             gbit[i].push(r["gbit_s"].as_f64().unwrap_or(f64::NAN));
             retr[i] += r["retransmits"].as_u64().unwrap_or(0);
-            rtts[i].extend(ping_rtts(p.client, &p.dst, pings)?);
+            rtts[i].extend(rtt.context("ping")??);
         }
     }
     let mut out = serde_json::Map::new();
@@ -737,17 +773,16 @@ fn throughput(
             }),
         );
     }
-    let w = &out["weft"];
-    let m = &out["manual"];
-    let ratio_tp = w["gbit_s_median"].as_f64().unwrap_or(0.0)
-        / m["gbit_s_median"].as_f64().unwrap_or(f64::NAN);
-    let ratio_rtt =
-        m["rtt_ms_p50"].as_f64().unwrap_or(0.0) / w["rtt_ms_p50"].as_f64().unwrap_or(f64::NAN);
+    let get = |path: &str, k: &str| out[path][k].as_f64().unwrap_or(f64::NAN);
+    let ratio_tp = get("weft", "gbit_s_median") / get("manual", "gbit_s_median");
+    let ratio_rtt = get("manual", "rtt_ms_p50") / get("weft", "rtt_ms_p50");
+    let ratio_fw = get("weft", "gbit_s_median") / get("manual+weft-nft", "gbit_s_median");
     out.insert("mtu".into(), json!(mtu));
     out.insert("rounds".into(), json!(rounds));
     out.insert("iperf_secs".into(), json!(secs));
     out.insert("ratio_throughput_weft_over_manual".into(), json!(ratio_tp));
     out.insert("ratio_rtt_p50_manual_over_weft".into(), json!(ratio_rtt));
+    out.insert("ratio_throughput_weft_over_manual_with_weft_nft".into(), json!(ratio_fw));
     Ok(Value::Object(out))
 }
 
@@ -834,18 +869,23 @@ fn print_summary(v: &Value) {
         f(&c["attach_to_entry_on_b"]["p50_ms"]),
         f(&c["attach_to_entry_on_b"]["p99_ms"]),
     );
-    for p in ["weft", "manual", "underlay"] {
+    for p in ["weft", "manual", "manual+weft-nft", "underlay"] {
         println!(
-            "{p:>8}: {:.2} Gbit/s (median of {:?}), RTT p50 {:.3} ms p99 {:.3} ms",
+            "{p:>16}: {:.2} Gbit/s (median of [{}]), RTT p50 {:.3} ms p99 {:.3} ms",
             f(&t[p]["gbit_s_median"]),
-            t[p]["gbit_s_runs"],
+            t[p]["gbit_s_runs"]
+                .as_array()
+                .map(|a| a.iter().map(|x| format!("{:.2}", f(x))).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
             f(&t[p]["rtt_ms_p50"]),
             f(&t[p]["rtt_ms_p99"]),
         );
     }
     println!(
-        "ratio weft/manual: throughput {:.3}, RTT (manual/weft) {:.3}",
+        "ratio weft/manual: throughput {:.3}, RTT (manual/weft) {:.3}; \
+         throughput weft/(manual+weft-nft) {:.3}",
         f(&t["ratio_throughput_weft_over_manual"]),
         f(&t["ratio_rtt_p50_manual_over_weft"]),
+        f(&t["ratio_throughput_weft_over_manual_with_weft_nft"]),
     );
 }

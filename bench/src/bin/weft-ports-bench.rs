@@ -133,21 +133,32 @@ fn stats_json(s: &Stats, rules: usize) -> Value {
 }
 
 /// weft: `attach -p` N times; returns per-attach milliseconds.
-fn weft_ports(prefix: &str, weft: &str, n: usize) -> Result<(Vec<f64>, Vec<f64>, usize)> {
-    let host = Ns::new(format!("{prefix}-wh"))?;
-    let state = std::env::temp_dir().join(format!("{prefix}-weft"));
+fn weft_ports(
+    prefix: &str,
+    weft: &str,
+    n: usize,
+    publish: bool,
+) -> Result<(Vec<f64>, Vec<f64>, usize)> {
+    let tag = if publish { "w" } else { "b" };
+    let host = Ns::new(format!("{prefix}-{tag}h"))?;
+    let state = std::env::temp_dir().join(format!("{prefix}-weft-{tag}"));
     let st = state.to_str().unwrap().to_string();
     let w = |args: &[&str]| host.cmd(weft).arg("--state-dir").arg(&st).args(args).output();
     ok(w(&["network", "create", "pbench", "--subnet", "10.200.0.0/16"])?, "weft network create")?;
     let (mut ms, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut conts = Vec::with_capacity(n);
     for i in 0..n {
-        conts.push(Ns::new(format!("{prefix}-wc{i}"))?);
+        conts.push(Ns::new(format!("{prefix}-{tag}c{i}"))?);
     }
     for (i, c) in conts.iter().enumerate() {
         let port = format!("{}:80", 20000 + i);
         let (t, c0) = (Instant::now(), children_cpu_ms());
-        let out = w(&["attach", "pbench", &c.name, "--netns", &c.path(), "-p", &port])?;
+        let path = c.path();
+        let mut args = vec!["attach", "pbench", &c.name, "--netns", &path];
+        if publish {
+            args.extend(["-p", &port]);
+        }
+        let out = w(&args)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         cpu.push(children_cpu_ms() - c0);
         ok(out, "weft attach")?;
@@ -316,7 +327,7 @@ fn dns_bench(prefix: &str, weft: &str, secs: u32) -> Result<Value> {
         }
     }
     // Two rounds, alternating, so that a noisy moment hurts both alike.
-    let mut res = vec![Vec::new(), Vec::new()];
+    let mut res = [Vec::new(), Vec::new()];
     for _ in 0..2 {
         for (i, (_, s)) in servers.iter().enumerate() {
             res[i].push(dnsperf(&client, s, &qfile, secs)?);
@@ -345,12 +356,15 @@ fn main() -> Result<()> {
     let prefix = env("BENCH_PREFIX", &format!("wpb-{}", std::process::id()));
 
     println!("attach with one published port, N={n} sequential");
-    let (wms, wcpu, wrules) = weft_ports(&prefix, &weft, n)?;
+    let (bms, bcpu, _) = weft_ports(&prefix, &weft, n, false)?;
+    let (wms, wcpu, wrules) = weft_ports(&prefix, &weft, n, true)?;
     let (cms, ccpu, crules) = cni_ports(&prefix, &cni_path, n)?;
-    let (ws, cs) = (stats(&wms), stats(&cms));
-    for (name, s, cpu, rules) in
-        [("weft", &ws, &wcpu, wrules), ("bridge+portmap", &cs, &ccpu, crules)]
-    {
+    let (ws, cs, bs) = (stats(&wms), stats(&cms), stats(&bms));
+    for (name, s, cpu, rules) in [
+        ("weft -p", &ws, &wcpu, wrules),
+        ("bridge+portmap", &cs, &ccpu, crules),
+        ("(weft, no -p)", &bs, &bcpu, 0),
+    ] {
         println!(
             "  {name:<15} p50 {:>7.2} ms  p90 {:>7.2} ms  first20 {:>7.2} -> last20 {:>7.2} ms (x{:.2})  cpu p50 {:>6.2} ms  {rules} rules after",
             s.p50,
@@ -365,7 +379,9 @@ fn main() -> Result<()> {
     let out = json!({
         "n": n,
         "attach_publish": {"weft": stats_json(&ws, wrules), "bridge_portmap": stats_json(&cs, crules),
-                           "cpu_p50_ms": {"weft": median(&wcpu), "bridge_portmap": median(&ccpu)}},
+                           "weft_without_port": stats_json(&bs, 0),
+                           "cpu_p50_ms": {"weft": median(&wcpu), "bridge_portmap": median(&ccpu),
+                                          "weft_without_port": median(&bcpu)}},
         "dns": dns,
         "samples_ms": {"weft": wms, "bridge_portmap": cms},
     });

@@ -12,6 +12,7 @@ pub mod plug;
 pub mod probe;
 pub mod read;
 pub mod route_get;
+pub mod sockets;
 pub mod vtep;
 pub mod vxlan;
 

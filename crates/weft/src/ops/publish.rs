@@ -3,7 +3,7 @@
 //! endpoint publishes (in its reservation transaction); this module refuses
 //! one that a socket on the host listens on, which the store cannot see.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use anyhow::{bail, Result};
 use weft_firewall::{Firewall, PortRule};
@@ -98,74 +98,33 @@ impl Listener {
         }
         match p.host_addr() {
             None => true,
-            // `::` may take IPv4 too (unless v6only, which /proc does not say).
+            // `::` may take IPv4 too (unless v6only, which weft does not ask).
             Some(want) => self.addr == want || self.addr.is_unspecified(),
         }
     }
 }
 
 /// Listening TCP sockets, unconnected UDP sockets and SCTP endpoints of
-/// the calling process's network namespace (/proc/net follows it).
+/// the calling process's network namespace. TCP and UDP come from
+/// sock_diag (/proc/net/tcp would walk every connection of the host, which
+/// costs milliseconds); SCTP from /proc, when the module is loaded.
 fn listeners() -> Vec<Listener> {
+    use weft_datapath::sockets;
     let mut out = Vec::new();
-    for (file, proto, v6) in [
-        ("/proc/net/tcp", Proto::Tcp, false),
-        ("/proc/net/tcp6", Proto::Tcp, true),
-        ("/proc/net/udp", Proto::Udp, false),
-        ("/proc/net/udp6", Proto::Udp, true),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(file) {
-            out.extend(parse_inet(&text, proto, v6));
+    for (found, proto) in
+        [(sockets::tcp_listeners(), Proto::Tcp), (sockets::udp_receivers(), Proto::Udp)]
+    {
+        match found {
+            Ok(list) => {
+                out.extend(list.into_iter().map(|b| Listener { proto, addr: b.addr, port: b.port }))
+            }
+            Err(e) => tracing::warn!("cannot list the host's {proto} sockets: {e}"),
         }
     }
     if let Ok(text) = std::fs::read_to_string("/proc/net/sctp/eps") {
         out.extend(parse_sctp(&text));
     }
     out
-}
-
-/// `/proc/net/{tcp,udp}{,6}`: `sl local rem st ...`, addresses as hex words
-/// in host byte order, ports in hex.
-fn parse_inet(text: &str, proto: Proto, v6: bool) -> Vec<Listener> {
-    const TCP_LISTEN: &str = "0A";
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (local, remote, state) = (f.get(1)?, f.get(2)?, f.get(3)?);
-            let listening = match proto {
-                Proto::Tcp => *state == TCP_LISTEN,
-                // Bound and not connected: it receives from anyone.
-                _ => remote.split(':').next()?.bytes().all(|b| b == b'0'),
-            };
-            if !listening {
-                return None;
-            }
-            let (addr, port) = local.split_once(':')?;
-            Some(Listener {
-                proto,
-                addr: hex_addr(addr, v6)?,
-                port: u16::from_str_radix(port, 16).ok()?,
-            })
-        })
-        .collect()
-}
-
-fn hex_addr(s: &str, v6: bool) -> Option<IpAddr> {
-    // Each 32-bit word is the address's memory printed as a native integer:
-    // its native-endian bytes are the address bytes.
-    let word = |i: usize| -> Option<[u8; 4]> {
-        Some(u32::from_str_radix(s.get(i * 8..i * 8 + 8)?, 16).ok()?.to_ne_bytes())
-    };
-    if v6 {
-        let mut b = [0u8; 16];
-        for i in 0..4 {
-            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-        }
-        Some(IpAddr::V6(Ipv6Addr::from(b)))
-    } else {
-        Some(IpAddr::V4(Ipv4Addr::from(word(0)?)))
-    }
 }
 
 /// `/proc/net/sctp/eps`: `ENDPT SOCK STY SST HBKT LPORT UID INODE LADDRS...`.
@@ -186,33 +145,6 @@ fn parse_sctp(text: &str) -> Vec<Listener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0000000000000000 100 0 0 10 0
-   1: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2 1 0000000000000000 100 0 0 10 0
-   2: 0100007F:0051 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
-";
-    const TCP6: &str =
-        "  sl  local_address                         remote_address                        st
-   0: 00000000000000000000000001000000:1F91 00000000000000000000000000000000:0000 0A
-   1: 0000DFFD000000000000000001000000:0016 00000000000000000000000000000000:0000 0A
-";
-
-    #[test]
-    fn parses_proc_net() {
-        let l = parse_inet(TCP, Proto::Tcp, false);
-        assert_eq!(
-            l,
-            [
-                Listener { proto: Proto::Tcp, addr: "127.0.0.1".parse().unwrap(), port: 8080 },
-                Listener { proto: Proto::Tcp, addr: "0.0.0.0".parse().unwrap(), port: 80 },
-            ]
-        );
-        let l6 = parse_inet(TCP6, Proto::Tcp, true);
-        assert_eq!(l6[0].addr, "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(l6[0].port, 8081);
-        assert_eq!(l6[1].addr, "fddf::1".parse::<IpAddr>().unwrap());
-    }
 
     #[test]
     fn clashes() {
