@@ -283,6 +283,9 @@ fn eight_concurrent_adds_on_a_new_network() {
     }
 }
 
+/// What is wrong, the CNI environment, stdin, and the expected error code.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u32);
+
 #[test]
 fn malformed_input_gets_the_right_code_and_changes_nothing() {
     let mut sb = Sandbox::new();
@@ -296,7 +299,7 @@ fn malformed_input_gets_the_right_code_and_changes_nothing() {
         r#"{{"cniVersion":"1.0.0","name":"n","type":"weft","pad":"{}"}}"#,
         "x".repeat(3 << 20)
     );
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u32)> = vec![
+    let cases: Vec<Case> = vec![
         ("invalid JSON", env("ADD", "m", &p), b"{\"cniVersion\": ".to_vec(), 6),
         (
             "unknown version",

@@ -30,10 +30,7 @@ pub enum Tool {
         cni_conf: Option<String>,
     },
     /// The reference CNI `bridge` plugin with `host-local` IPAM.
-    Cni {
-        cni_path: PathBuf,
-        conf: String,
-    },
+    Cni { cni_path: PathBuf, conf: String },
 }
 
 /// A container: a pre-created network namespace and an id.

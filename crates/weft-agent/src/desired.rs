@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(e.ips[0].to_string(), "10.9.0.3");
 
         let stale = RemoteEntry { mac: Mac::derive(&["x"]), ips: vec![], vtep: e.vtep };
-        let (add, remove) = diff(&r, &[stale.clone()]);
+        let (add, remove) = diff(&r, std::slice::from_ref(&stale));
         assert_eq!(add.len(), 1);
         assert_eq!(remove, vec![stale]);
     }

@@ -69,7 +69,7 @@ async fn session(
             }
             ev = watch.next() => match ev {
                 Ok((_, ev)) => {
-                    if tx.send(Update::Event(ev)).is_err() {
+                    if tx.send(Update::Event(Box::new(ev))).is_err() {
                         return Ok(());
                     }
                 }

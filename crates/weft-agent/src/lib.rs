@@ -41,7 +41,7 @@ pub struct AgentConfig {
 pub(crate) enum Update {
     /// A complete, consistent view (after connecting or reconnecting).
     Snapshot(View),
-    Event(Event),
+    Event(Box<Event>),
 }
 
 pub fn run(cfg: AgentConfig) -> Result<()> {
@@ -91,7 +91,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
             Ok(Update::Event(ev)) => {
                 let Some(v) = view.as_mut() else { continue };
                 let start = Instant::now();
-                if let Err(e) = apply(&mut host, v, ev, &cfg) {
+                if let Err(e) = apply(&mut host, v, *ev, &cfg) {
                     tracing::warn!("incremental update failed ({e:#}); reconciling everything");
                     full(&mut host, v, &cfg);
                     last_full = Instant::now();

@@ -13,7 +13,7 @@ use weft_datapath::bridge::{self, BridgeSpec};
 use weft_datapath::link::Link;
 use weft_datapath::vxlan::{self, RemoteEntry, VxlanSpec};
 use weft_datapath::Netlink;
-use weft_firewall::{Firewall, NetRules};
+use weft_firewall::{Firewall, NetRules, PortRule};
 use weft_model::network::VXLAN_OVERHEAD;
 use weft_model::{names, Mac, Network};
 
@@ -123,21 +123,28 @@ impl Host {
                 total.devices += 1;
             }
         }
-        sync_firewall(view, state_dir)?;
+        sync_firewall(view, &self.node, state_dir)?;
         Ok(total)
     }
 }
 
 /// The host's nftables table from the cluster's networks, under the same
 /// lock the CLI takes.
-pub fn sync_firewall(view: &View, state_dir: &Path) -> Result<()> {
+pub fn sync_firewall(view: &View, node: &str, state_dir: &Path) -> Result<()> {
     let lock = state_dir.join("firewall.lock");
     let _guard = lock_file(&lock)?;
     let rules: Vec<NetRules> = view.networks.values().map(NetRules::from).collect();
     if !rules.is_empty() {
         weft_firewall::enable_forwarding(view.networks.values().any(|n| n.subnet6.is_some()))?;
     }
-    Firewall::new().apply(&rules)?;
+    // The rebuilt table keeps the ports this host's containers publish.
+    let ports: Vec<PortRule> = view
+        .endpoints
+        .values()
+        .filter(|e| e.node.as_deref() == Some(node))
+        .flat_map(PortRule::of)
+        .collect();
+    Firewall::new().apply_with_ports(&rules, &ports)?;
     Ok(())
 }
 

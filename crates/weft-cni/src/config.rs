@@ -314,7 +314,7 @@ mod tests {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|n| Value::from(n)),
+            any::<i64>().prop_map(Value::from),
             "[a-z0-9./:]{0,12}".prop_map(Value::String),
             Just(Value::from("10.0.0.0/24")),
             Just(Value::from("1.0.0")),
