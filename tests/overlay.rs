@@ -283,3 +283,57 @@ fn two_overlay_networks_are_isolated() {
     // Each network still works.
     assert!(c.c(0, 0).ping(&eps[1].2));
 }
+
+/// One A query over UDP from inside `ns` to `server`:53; the answers.
+fn resolve(ns: &Netns, server: &str, name: &str) -> Vec<String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let server: std::net::SocketAddr = format!("{server}:53").parse().unwrap();
+    let name = Name::from_ascii(name).unwrap();
+    let fd = ns.fd();
+    std::thread::spawn(move || {
+        // SAFETY: the caller keeps the namespace open; setns moves only this thread.
+        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut m = Message::new();
+        m.set_id(7).set_message_type(MessageType::Query).set_op_code(OpCode::Query);
+        m.add_query(Query::query(name, RecordType::A));
+        s.send_to(&m.to_vec().unwrap(), server).unwrap();
+        let mut buf = [0u8; 2048];
+        let Ok((n, _)) = s.recv_from(&mut buf) else { return Vec::new() };
+        let m = Message::from_vec(&buf[..n]).expect("a DNS answer");
+        m.answers()
+            .iter()
+            .filter_map(|r| match r.data() {
+                RData::A(a) => Some(a.to_string()),
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn names_resolve_across_hosts_through_the_agent() {
+    let (mut c, eps) = setup(2, 1);
+    let (remote, remote_ip) = (c.c(1, 0).name.clone(), eps[1].2.clone());
+    // A container on host0 asks its own gateway (host0's agent) for the
+    // container on host1.
+    let t = eventually("remote name resolves", Duration::from_secs(10), || {
+        resolve(c.c(0, 0), "10.90.0.1", &remote) == vec![remote_ip.clone()]
+    });
+    eprintln!("resolved after {t:?}");
+    // A new container on host1 resolves on host0 as soon as the agent
+    // hears of it, and stops after detach.
+    let (ip, idx) = c.attach(1, NET);
+    let name = c.c(1, idx).name.clone();
+    eventually("new name", Duration::from_secs(5), || {
+        resolve(c.c(0, 0), "10.90.0.1", &name) == vec![ip.clone()]
+    });
+    c.weft_ok(1, &["detach", NET, &name]);
+    eventually("detached name gone", Duration::from_secs(5), || {
+        resolve(c.c(0, 0), "10.90.0.1", &name).is_empty()
+    });
+}

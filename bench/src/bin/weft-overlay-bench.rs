@@ -657,6 +657,9 @@ struct PathUnderTest<'a> {
     /// Hosts that get a copy of weft's nftables table for the time of this
     /// path's runs (to tell the firewall's cost from the overlay's).
     with_weft_nft: Vec<&'a Ns>,
+    /// ... and also a table that exempts the VXLAN packets (UDP 4789) from
+    /// connection tracking.
+    notrack: bool,
 }
 
 fn throughput(
@@ -689,6 +692,7 @@ fn throughput(
             client: &c.containers[wa],
             dst: wb_ip.to_string(),
             with_weft_nft: vec![],
+            notrack: false,
         },
         PathUnderTest {
             label: "manual",
@@ -696,6 +700,7 @@ fn throughput(
             client: &c.containers[mca],
             dst: MANUAL_IPS[1].to_string(),
             with_weft_nft: vec![],
+            notrack: false,
         },
         PathUnderTest {
             label: "manual+weft-nft",
@@ -703,6 +708,15 @@ fn throughput(
             client: &c.containers[mca],
             dst: MANUAL_IPS[1].to_string(),
             with_weft_nft: vec![&c.hosts[ma].ns, &c.hosts[mb].ns],
+            notrack: false,
+        },
+        PathUnderTest {
+            label: "manual+weft-nft+notrack",
+            server: &c.containers[mcb],
+            client: &c.containers[mca],
+            dst: MANUAL_IPS[1].to_string(),
+            with_weft_nft: vec![&c.hosts[ma].ns, &c.hosts[mb].ns],
+            notrack: true,
         },
         PathUnderTest {
             label: "underlay",
@@ -710,6 +724,7 @@ fn throughput(
             client: &c.hosts[ma].ns,
             dst: c.hosts[mb].ip.clone(),
             with_weft_nft: vec![],
+            notrack: false,
         },
     ];
     // weft's table as host A has it (rules for its bridge and sets; on the
@@ -719,6 +734,14 @@ fn throughput(
     let nft_file = c.dir.0.join("weft.nft");
     std::fs::write(&nft_file, &weft_nft)?;
     let nft_path = nft_file.to_str().context("nft file path")?.to_string();
+    let notrack_file = c.dir.0.join("notrack.nft");
+    std::fs::write(
+        &notrack_file,
+        "table inet weftbench_notrack {\n\
+         \tchain pre { type filter hook prerouting priority raw; udp dport 4789 notrack; }\n\
+         \tchain out { type filter hook output priority raw; udp dport 4789 notrack; }\n}\n",
+    )?;
+    let notrack_path = notrack_file.to_str().context("nft file path")?.to_string();
     for p in &paths {
         if ping_rtts(p.client, &p.dst, 3)?.is_empty() {
             bail!("{} path: no ping reply from {}", p.label, p.dst);
@@ -739,11 +762,17 @@ fn throughput(
             let p = &paths[i];
             for h in &p.with_weft_nft {
                 h.sh(&format!("nft -f {nft_path}"))?;
+                if p.notrack {
+                    h.sh(&format!("nft -f {notrack_path}"))?;
+                }
             }
             let r = iperf(p.server, p.client, &p.dst, secs);
             let rtt = r.is_ok().then(|| ping_rtts(p.client, &p.dst, pings));
             for h in &p.with_weft_nft {
                 h.sh("nft delete table inet weft")?;
+                if p.notrack {
+                    h.sh("nft delete table inet weftbench_notrack")?;
+                }
             }
             let r = r?;
             eprintln!(
@@ -869,9 +898,9 @@ fn print_summary(v: &Value) {
         f(&c["attach_to_entry_on_b"]["p50_ms"]),
         f(&c["attach_to_entry_on_b"]["p99_ms"]),
     );
-    for p in ["weft", "manual", "manual+weft-nft", "underlay"] {
+    for p in ["weft", "manual", "manual+weft-nft", "manual+weft-nft+notrack", "underlay"] {
         println!(
-            "{p:>16}: {:.2} Gbit/s (median of [{}]), RTT p50 {:.3} ms p99 {:.3} ms",
+            "{p:>24}: {:.2} Gbit/s (median of [{}]), RTT p50 {:.3} ms p99 {:.3} ms",
             f(&t[p]["gbit_s_median"]),
             t[p]["gbit_s_runs"]
                 .as_array()

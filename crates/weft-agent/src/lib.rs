@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub ttl: i64,
     /// Full reconcile period.
     pub resync: Duration,
+    /// Serve DNS for the cluster's containers on each network's gateway
+    /// on this host (names resolve across hosts); None: no DNS.
+    pub dns: Option<weft_dns::Config>,
 }
 
 /// What the etcd side tells the kernel side.
@@ -78,6 +81,18 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         .spawn(move || etcd_side::run(etcd_cfg, node, ttl, lease_file, tx))
         .context("start etcd thread")?;
 
+    let zones = match cfg.dns.clone() {
+        Some(dns) => Some(start_dns(dns)?),
+        None => None,
+    };
+    let publish = |v: &View| {
+        if let Some(tx) = &zones {
+            let nets: Vec<_> = v.networks.values().cloned().collect();
+            let eps: Vec<_> = v.endpoints.values().cloned().collect();
+            tx.send_replace(std::sync::Arc::new(weft_dns::Zone::build(&nets, &eps)));
+        }
+    };
+
     let mut view: Option<View> = None;
     let mut last_full = Instant::now();
     loop {
@@ -85,6 +100,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
         match rx.recv_timeout(wait) {
             Ok(Update::Snapshot(v)) => {
                 full(&mut host, &v, &cfg);
+                publish(&v);
                 view = Some(v);
                 last_full = Instant::now();
             }
@@ -96,6 +112,7 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                     full(&mut host, v, &cfg);
                     last_full = Instant::now();
                 }
+                publish(v);
                 tracing::debug!("event applied in {:?}", start.elapsed());
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -107,6 +124,23 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("etcd thread ended"),
         }
     }
+}
+
+/// The DNS server on its own thread; the returned sender takes new zones.
+fn start_dns(
+    config: weft_dns::Config,
+) -> Result<tokio::sync::watch::Sender<std::sync::Arc<weft_dns::Zone>>> {
+    let empty = std::sync::Arc::new(weft_dns::Zone::build(&[], &[]));
+    let (tx, rx) = tokio::sync::watch::channel(empty);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the DNS runtime")?;
+    std::thread::Builder::new()
+        .name("dns".into())
+        .spawn(move || rt.block_on(weft_dns::serve(config, rx)))
+        .context("start DNS thread")?;
+    Ok(tx)
 }
 
 fn full(host: &mut Host, view: &View, cfg: &AgentConfig) {

@@ -18,6 +18,16 @@ pub struct Agent {
     /// Seconds between full reconciliations.
     #[arg(long, default_value_t = 30)]
     resync: u64,
+    /// Do not serve DNS for containers.
+    #[arg(long)]
+    no_dns: bool,
+    /// Port of the DNS server on every network's gateway address.
+    #[arg(long, default_value_t = 53)]
+    dns_port: u16,
+    /// Resolver for names that are not containers (IP or IP:PORT; default:
+    /// the nameservers of /etc/resolv.conf). Repeatable.
+    #[arg(long = "upstream", value_name = "ADDR")]
+    upstreams: Vec<String>,
 }
 
 impl Agent {
@@ -29,6 +39,7 @@ impl Agent {
         if self.ttl < 2 {
             bail!("--ttl must be at least 2 seconds");
         }
+        let upstreams = super::dns::parse_upstreams(&self.upstreams)?;
         weft_agent::run(weft_agent::AgentConfig {
             etcd: c.etcd_config(),
             node: c.node.clone(),
@@ -36,6 +47,7 @@ impl Agent {
             state_dir: state_dir.to_path_buf(),
             ttl: self.ttl,
             resync: Duration::from_secs(self.resync.max(1)),
+            dns: (!self.no_dns).then(|| weft_dns::Config { port: self.dns_port, upstreams }),
         })
     }
 }

@@ -54,19 +54,25 @@ impl Dns {
     }
 
     fn upstreams(&self) -> Result<Vec<SocketAddr>> {
-        if self.upstreams.is_empty() {
-            let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            return Ok(weft_dns::from_resolv_conf(&conf));
-        }
-        self.upstreams
-            .iter()
-            .map(|s| {
-                s.parse::<SocketAddr>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-                    .with_context(|| format!("--upstream {s:?}: give an address, IP or IP:PORT"))
-            })
-            .collect()
+        parse_upstreams(&self.upstreams)
     }
+}
+
+/// `--upstream` values (IP or IP:PORT), or the nameservers of
+/// /etc/resolv.conf when none is given.
+pub fn parse_upstreams(given: &[String]) -> Result<Vec<SocketAddr>> {
+    if given.is_empty() {
+        let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        return Ok(weft_dns::from_resolv_conf(&conf));
+    }
+    given
+        .iter()
+        .map(|s| {
+            s.parse::<SocketAddr>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .with_context(|| format!("--upstream {s:?}: give an address, IP or IP:PORT"))
+        })
+        .collect()
 }
 
 fn zone(store: &SqliteStore) -> Result<Zone> {
