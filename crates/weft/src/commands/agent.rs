@@ -47,7 +47,7 @@ impl Agent {
             state_dir: state_dir.to_path_buf(),
             ttl: self.ttl,
             resync: Duration::from_secs(self.resync.max(1)),
-            dns: (!self.no_dns).then(|| weft_dns::Config { port: self.dns_port, upstreams }),
+            dns: (!self.no_dns).then_some(weft_dns::Config { port: self.dns_port, upstreams }),
         })
     }
 }
