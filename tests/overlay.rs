@@ -337,3 +337,22 @@ fn names_resolve_across_hosts_through_the_agent() {
         resolve(c.c(0, 0), "10.90.0.1", &name).is_empty()
     });
 }
+
+#[test]
+fn the_agent_restores_a_deleted_or_flushed_firewall_table_within_a_second() {
+    let (c, _) = setup(1, 1);
+    let rules = |c: &Cluster| -> usize {
+        let out =
+            c.hosts[0].ns.sh("nft -j list table inet weft 2>/dev/null || echo '{\"nftables\":[]}'");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["nftables"].as_array().unwrap().iter().filter(|o| o.get("rule").is_some()).count()
+    };
+    eventually("table built", Duration::from_secs(5), || rules(&c) > 0);
+    let before = rules(&c);
+    c.hosts[0].ns.sh("nft delete table inet weft");
+    let t = eventually("table restored", Duration::from_secs(3), || rules(&c) == before);
+    assert!(t < Duration::from_millis(2500), "restored after {t:?}");
+    c.hosts[0].ns.sh("nft flush table inet weft");
+    let t = eventually("flushed table restored", Duration::from_secs(3), || rules(&c) == before);
+    eprintln!("restored after {t:?}");
+}

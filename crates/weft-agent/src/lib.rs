@@ -95,8 +95,16 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
 
     let mut view: Option<View> = None;
     let mut last_full = Instant::now();
+    let mut last_fw_check = Instant::now();
     loop {
-        let wait = cfg.resync.saturating_sub(last_full.elapsed());
+        // Wake at least every second to check the firewall table.
+        let wait = cfg.resync.saturating_sub(last_full.elapsed()).min(FIREWALL_CHECK);
+        if last_fw_check.elapsed() >= FIREWALL_CHECK {
+            last_fw_check = Instant::now();
+            if let Some(v) = view.as_ref().filter(|v| !v.networks.is_empty()) {
+                restore_firewall(v, &cfg);
+            }
+        }
         match rx.recv_timeout(wait) {
             Ok(Update::Snapshot(v)) => {
                 full(&mut host, &v, &cfg);
@@ -115,13 +123,29 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
                 publish(v);
                 tracing::debug!("event applied in {:?}", start.elapsed());
             }
-            Err(RecvTimeoutError::Timeout) => {
+            Err(RecvTimeoutError::Timeout) if last_full.elapsed() >= cfg.resync => {
                 if let Some(v) = &view {
                     full(&mut host, v, &cfg);
                 }
                 last_full = Instant::now();
             }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => anyhow::bail!("etcd thread ended"),
+        }
+    }
+}
+
+/// How often the agent checks that weft's nftables table is intact.
+const FIREWALL_CHECK: Duration = Duration::from_secs(1);
+
+/// Someone deleted or flushed weft's table (a firewall reload by another
+/// tool): rebuild it from the cluster view, within a second.
+fn restore_firewall(view: &View, cfg: &AgentConfig) {
+    let intact = weft_firewall::Firewall::new().status().map(|s| s.present && s.rules > 0);
+    if let Ok(false) = intact {
+        tracing::warn!("weft's nftables table was deleted or flushed; restoring it");
+        if let Err(e) = reconcile::sync_firewall(view, &cfg.node, &cfg.state_dir) {
+            tracing::warn!("restoring the firewall failed: {e:#}");
         }
     }
 }
