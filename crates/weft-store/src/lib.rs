@@ -101,3 +101,39 @@ pub struct EndpointRequest {
     /// DNS names besides the container name.
     pub aliases: Vec<String>,
 }
+
+impl EndpointRequest {
+    /// The record both backends write once they have chosen the addresses:
+    /// state Creating, addresses with the subnets' prefixes, no gateway on
+    /// internal networks.
+    pub fn record(
+        &self,
+        net: &weft_model::Network,
+        ip4: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+    ) -> Endpoint {
+        let prefix = "prefix of a valid subnet";
+        Endpoint {
+            container: self.container.clone(),
+            network: self.network.clone(),
+            ifname: self.ifname.clone(),
+            address: ipnet::Ipv4Net::new(ip4, net.subnet.prefix_len()).expect(prefix),
+            address6: match (ip6, net.subnet6) {
+                (Some(a), Some(s6)) => Some(ipnet::Ipv6Net::new(a, s6.prefix_len()).expect(prefix)),
+                _ => None,
+            },
+            mac: self.mac,
+            node: self.node.clone(),
+            gateway: (!net.internal).then_some(net.gateway),
+            gateway6: net.gateway6.filter(|_| !net.internal),
+            host_veth: self.host_veth.clone(),
+            netns: self.netns.clone(),
+            state: weft_model::EndpointState::Creating,
+            boot_id: self.boot_id.clone(),
+            pid: self.pid,
+            created: self.created,
+            ports: self.ports.clone(),
+            aliases: self.aliases.clone(),
+        }
+    }
+}

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp};
-use ipnet::{Ipv4Net, Ipv6Net};
 use weft_model::endpoint::check_container_name;
 use weft_model::{ipam as model_ipam, names, Endpoint, EndpointKey, EndpointState, Network};
 
@@ -168,30 +167,7 @@ async fn try_reserve(
         }
         _ => None,
     };
-    let endpoint = Endpoint {
-        container: req.container.clone(),
-        network: req.network.clone(),
-        ifname: req.ifname.clone(),
-        address: Ipv4Net::new(ip4, net.subnet.prefix_len()).expect("prefix of a valid subnet"),
-        address6: match (ip6, net.subnet6) {
-            (Some(a), Some(s6)) => {
-                Some(Ipv6Net::new(a, s6.prefix_len()).expect("prefix of a valid subnet"))
-            }
-            _ => None,
-        },
-        mac: req.mac,
-        node: req.node.clone(),
-        gateway: (!net.internal).then_some(net.gateway),
-        gateway6: net.gateway6.filter(|_| !net.internal),
-        host_veth: req.host_veth.clone(),
-        netns: req.netns.clone(),
-        state: EndpointState::Creating,
-        boot_id: req.boot_id.clone(),
-        pid: req.pid,
-        created: req.created,
-        ports: req.ports.clone(),
-        aliases: req.aliases.clone(),
-    };
+    let endpoint = req.record(net, ip4, ip6);
     commit(conn, req, &found, node, endpoint).await
 }
 

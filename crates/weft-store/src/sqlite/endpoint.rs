@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use weft_model::endpoint::check_container_name;
@@ -86,35 +86,12 @@ pub(super) fn reserve(conn: &mut Connection, req: &EndpointRequest) -> Result<En
         },
     };
 
-    let endpoint = Endpoint {
-        container: req.container.clone(),
-        network: req.network.clone(),
-        ifname: req.ifname.clone(),
-        address: match ip4 {
-            IpAddr::V4(a) => {
-                Ipv4Net::new(a, net.subnet.prefix_len()).expect("prefix of a valid subnet")
-            }
-            IpAddr::V6(_) => unreachable!("picked from an IPv4 subnet"),
-        },
-        address6: match (ip6, net.subnet6) {
-            (Some(IpAddr::V6(a)), Some(s6)) => {
-                Some(Ipv6Net::new(a, s6.prefix_len()).expect("prefix of a valid subnet"))
-            }
-            _ => None,
-        },
-        mac: req.mac,
-        node: req.node.clone(),
-        gateway: (!net.internal).then_some(net.gateway),
-        gateway6: net.gateway6.filter(|_| !net.internal),
-        host_veth: req.host_veth.clone(),
-        netns: req.netns.clone(),
-        state: EndpointState::Creating,
-        boot_id: req.boot_id.clone(),
-        pid: req.pid,
-        created: req.created,
-        ports: req.ports.clone(),
-        aliases: req.aliases.clone(),
+    let IpAddr::V4(v4) = ip4 else { unreachable!("picked from an IPv4 subnet") };
+    let v6 = match ip6 {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
     };
+    let endpoint = req.record(&net, v4, v6);
     tx.prepare_cached(
         "INSERT INTO endpoints (network, container, ifname, ip4, ip6, mac, data)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
