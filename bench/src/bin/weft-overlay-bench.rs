@@ -675,11 +675,9 @@ fn throughput(
     c.attach(a, wa)?;
     let wb = c.container("tpb")?;
     let wb_ip = c.attach(b, wb)?;
-    let mtu: u32 = c.containers[wa]
-        .sh("cat /sys/class/net/eth0/mtu")?
-        .trim()
-        .parse()
-        .context("container MTU")?;
+    // (Not /sys/class/net: sysfs shows the namespace it was mounted in.)
+    let link: Value = serde_json::from_str(&c.containers[wa].sh("ip -j link show eth0")?)?;
+    let mtu = link[0]["mtu"].as_u64().context("container MTU")? as u32;
     // The same path by hand, on two more hosts of the same underlay.
     let ma = c.add_bare_host("m0", 11)?;
     let mb = c.add_bare_host("m1", 12)?;
