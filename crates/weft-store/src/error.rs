@@ -54,6 +54,10 @@ pub enum StoreError {
     Etcd { endpoints: String, context: String, source: etcd_client::Error },
     #[error("etcd settings: {0}")]
     EtcdConfig(String),
+    /// The TLS handshake with etcd failed: etcd answers, but one side does
+    /// not trust the other's certificate.
+    #[error("etcd {endpoints}: TLS handshake failed: {why} (check --etcd-ca, --etcd-cert and --etcd-key)")]
+    TlsHandshake { endpoints: String, why: String },
     #[error("etcd TLS: read {what} {path}: {source}")]
     EtcdTls { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error("start the etcd client: {0}")]

@@ -121,6 +121,11 @@ impl Conn {
     /// Turns an operation's failure into the error the user sees.
     pub async fn error(&self, fail: Fail) -> StoreError {
         match self.plain_error(fail).await {
+            // A certificate the client rejects is named as such, not as an
+            // unreachable etcd.
+            StoreError::Unreachable { endpoints, why } if self.tls && is_cert_error(&why) => {
+                StoreError::TlsHandshake { endpoints, why }
+            }
             // etcd closes the connection on a certificate it does not like.
             StoreError::Unreachable { endpoints, mut why }
                 if self.tls && !why.contains("refused") =>
@@ -336,4 +341,10 @@ mod tests {
         assert_eq!(host_port("10.0.0.1:1234").as_deref(), Some("10.0.0.1:1234"));
         assert_eq!(host_port("http://[::1]:2379").as_deref(), Some("[::1]:2379"));
     }
+}
+
+fn is_cert_error(why: &str) -> bool {
+    ["certificate", "UnknownIssuer", "BadCertificate", "CertNotValid", "NotValidForName"]
+        .iter()
+        .any(|k| why.contains(k))
 }
