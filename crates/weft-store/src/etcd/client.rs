@@ -330,6 +330,12 @@ fn tls_options(cfg: &EtcdConfig) -> Result<Option<TlsOptions>, StoreError> {
     Ok(Some(tls))
 }
 
+fn is_cert_error(why: &str) -> bool {
+    ["certificate", "UnknownIssuer", "BadCertificate", "CertNotValid", "NotValidForName"]
+        .iter()
+        .any(|k| why.contains(k))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,10 +347,4 @@ mod tests {
         assert_eq!(host_port("10.0.0.1:1234").as_deref(), Some("10.0.0.1:1234"));
         assert_eq!(host_port("http://[::1]:2379").as_deref(), Some("[::1]:2379"));
     }
-}
-
-fn is_cert_error(why: &str) -> bool {
-    ["certificate", "UnknownIssuer", "BadCertificate", "CertNotValid", "NotValidForName"]
-        .iter()
-        .any(|k| why.contains(k))
 }
