@@ -8,6 +8,7 @@
 
 mod error;
 pub mod etcd;
+mod rules;
 mod schema;
 mod sqlite;
 

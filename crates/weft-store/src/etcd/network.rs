@@ -6,7 +6,7 @@
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use ipnet::IpNet;
 use weft_model::network::NetworkSpec;
-use weft_model::{ipam, Driver, Network};
+use weft_model::Network;
 
 use super::client::{decode, encode, key_str, Conn, Fail};
 use super::{backoff, MAX_ATTEMPTS};
@@ -28,7 +28,7 @@ pub(super) async fn create(
             .await?;
         let lock_rev = reads[1].kvs().first().map_or(0, |kv| kv.mod_revision());
         let others = decode_networks(reads[0].kvs())?;
-        let net = check(&others, spec, host_taken, created)?;
+        let net = crate::rules::admit(&others, spec, host_taken, created)?;
         let txn = Txn::new()
             .when(vec![
                 Compare::mod_revision(keys.netlock(), CompareOp::Equal, lock_rev),
@@ -44,47 +44,6 @@ pub(super) async fn create(
         backoff(attempt).await;
     }
     Err(StoreError::Contention(format!("create network {}", spec.name)).into())
-}
-
-/// The single-host store's rules, in its order, against the other networks.
-fn check(
-    others: &[Network],
-    spec: &NetworkSpec,
-    host_taken: &[IpNet],
-    created: u64,
-) -> Result<Network, Fail> {
-    if others.iter().any(|o| o.name == spec.name) {
-        return Err(StoreError::NetworkExists(spec.name.clone()).into());
-    }
-    let subnet = match spec.subnet {
-        Some(s) => s,
-        None => {
-            let mut taken: Vec<IpNet> = others.iter().flat_map(Network::subnets).collect();
-            taken.extend_from_slice(host_taken);
-            ipam::pick_subnet(ipam::default_pool(), &taken).ok_or(StoreError::NoFreeSubnet)?
-        }
-    };
-    let net = spec.build(subnet, created)?;
-    if let Some(o) = others.iter().find(|o| o.bridge == net.bridge) {
-        return Err(StoreError::BridgeInUse { bridge: net.bridge, network: o.name.clone() }.into());
-    }
-    if net.driver == Driver::Overlay {
-        let same = others.iter().find(|o| o.driver == Driver::Overlay && o.vni == net.vni);
-        if let (Some(o), Some(vni)) = (same, net.vni) {
-            return Err(StoreError::VniInUse { vni, network: o.name.clone() }.into());
-        }
-    }
-    for subnet in net.subnets() {
-        for o in others {
-            if o.subnets().into_iter().any(|s| ipam::overlaps(subnet, s)) {
-                return Err(StoreError::SubnetOverlap { subnet, network: o.name.clone() }.into());
-            }
-        }
-        if let Some(route) = host_taken.iter().find(|r| ipam::overlaps(subnet, **r)) {
-            return Err(StoreError::SubnetOverlapsHost { subnet, route: *route }.into());
-        }
-    }
-    Ok(net)
 }
 
 fn decode_networks(kvs: &[etcd_client::KeyValue]) -> Result<Vec<Network>, Fail> {

@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use weft_model::network::NetworkSpec;
-use weft_model::{ipam, Network};
+use weft_model::Network;
 
 use super::{decode, encode, Fail};
 use crate::StoreError;
@@ -17,31 +17,7 @@ pub(super) fn create(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Networks are few; reading them all keeps the overlap rules in Rust.
     let others = list(&tx)?;
-    if others.iter().any(|o| o.name == spec.name) {
-        return Err(StoreError::NetworkExists(spec.name.clone()).into());
-    }
-    let subnet = match spec.subnet {
-        Some(s) => s,
-        None => {
-            let mut taken: Vec<IpNet> = others.iter().flat_map(Network::subnets).collect();
-            taken.extend_from_slice(host_taken);
-            ipam::pick_subnet(ipam::default_pool(), &taken).ok_or(StoreError::NoFreeSubnet)?
-        }
-    };
-    let net = spec.build(subnet, created)?;
-    if let Some(o) = others.iter().find(|o| o.bridge == net.bridge) {
-        return Err(StoreError::BridgeInUse { bridge: net.bridge, network: o.name.clone() }.into());
-    }
-    for subnet in net.subnets() {
-        for o in &others {
-            if o.subnets().into_iter().any(|s| ipam::overlaps(subnet, s)) {
-                return Err(StoreError::SubnetOverlap { subnet, network: o.name.clone() }.into());
-            }
-        }
-        if let Some(route) = host_taken.iter().find(|r| ipam::overlaps(subnet, **r)) {
-            return Err(StoreError::SubnetOverlapsHost { subnet, route: *route }.into());
-        }
-    }
+    let net = crate::rules::admit(&others, spec, host_taken, created)?;
     tx.execute(
         "INSERT INTO networks (name, bridge, data) VALUES (?1, ?2, ?3)",
         (&net.name, &net.bridge, encode(&net)?),
