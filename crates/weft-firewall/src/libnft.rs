@@ -6,7 +6,7 @@
 //! weft runs the `nft` command instead (see `nft.rs`).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 type Ctx = *mut c_void;
 
@@ -85,6 +85,12 @@ impl Lib {
     /// print on stdout (JSON); Err: what it would print on stderr.
     pub(crate) fn run(&self, cmd: &str) -> Result<String, String> {
         let cmd = CString::new(cmd).map_err(|_| "command contains a NUL byte".to_string())?;
+        // One call at a time per process: libnftables prints protocol and
+        // service names through getprotobynumber()/getservbyport(), which
+        // share one static buffer, so two threads listing at once could
+        // read each other's answers (seen: a tcp element printed as sctp).
+        static SERIAL: Mutex<()> = Mutex::new(());
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the context is created, used and freed here only; the
         // buffers it returns are copied before it is freed.
         unsafe {
