@@ -18,7 +18,7 @@ demo: deps build
 # build sandbox network namespaces).
 test: deps
 	$(CARGO) build --tests --workspace
-	$(SUDO) env "PATH=$$PATH" $(CARGO) test --workspace
+	$(SUDO) env "PATH=$$PATH" $(CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all --check
