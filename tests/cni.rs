@@ -4,7 +4,7 @@
 
 mod harness;
 
-use harness::{Netns, Sandbox};
+use harness::{eventually, Netns, Sandbox};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -144,7 +144,7 @@ fn add_check_del_in_every_version() {
         }
         let r = sb.cni(&env("DEL", &id, ns.path.to_str().unwrap()), &conf(v));
         assert!(r.ok && r.raw.trim().is_empty(), "DEL: {} {}", r.raw, r.stderr);
-        assert!(!ns.try_sh("ip link show eth0"), "container interface survived DEL");
+        eventually("container interface deleted after DEL", || !ns.try_sh("ip link show eth0"));
         assert!(!sb.host.try_sh(&format!("ip link show {}", res.interfaces[1].name)));
     }
     assert!(endpoints(&sb).is_empty());

@@ -20,6 +20,17 @@ pub const PREFIX: &str = "weft-t";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Waits up to 3 s for `cond`; panics with `what` if it never holds. For
+/// what weft finishes in the background (a detached veth pair is deleted
+/// by a reaper process, ~20 ms after the command returns).
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "still not true after 3 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 pub fn unique(tag: &str) -> String {
     format!("{PREFIX}{}-{}-{tag}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
 }

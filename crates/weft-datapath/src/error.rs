@@ -11,6 +11,9 @@ pub enum DatapathError {
     Netns { path: String, why: String },
     #[error("interface {name} already exists and was not made by weft; choose another name with --bridge")]
     ForeignLink { name: String },
+    /// An interface name the new veth pair needs is taken.
+    #[error("{0}")]
+    Exists(String),
     #[error("{0}")]
     Other(String),
 }

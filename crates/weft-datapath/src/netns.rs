@@ -1,6 +1,6 @@
-//! Network namespace handles. weft never moves a long-lived thread between
-//! namespaces: it enters one on a short-lived thread, opens a netlink
-//! socket there and hands the socket back (it stays bound to that netns).
+//! Network namespace handles. weft works in a container's namespace through
+//! a netlink socket opened there (it stays bound to that netns); code that
+//! must run inside one does so on a short-lived thread (`run`).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, RawFd};
@@ -82,13 +82,29 @@ impl Netns {
         })
     }
 
-    /// A netlink socket bound to this namespace.
+    /// A netlink socket bound to this namespace. A socket belongs to the
+    /// namespace it was created in, so this thread enters the namespace for
+    /// the one socket() call and comes straight back: no code of anyone
+    /// else runs in between, and it saves the thread (stack, malloc arena)
+    /// that `run` costs, about 0.3 ms of an attach.
     pub fn netlink(&self) -> Result<Netlink> {
-        self.run(|| {
-            Netlink::new().map_err(|e| DatapathError::Kernel {
-                op: format!("open netlink socket in {}", self.path.display()),
-                cause: e,
-            })
+        let fail = |why: String| DatapathError::Netns { path: self.path.display().to_string(), why };
+        let home = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| fail(format!("cannot open this thread's namespace: {e}")))?;
+        // SAFETY: both fds are open netns files owned here or by self.
+        if unsafe { libc::setns(self.fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(fail(format!("cannot enter: {}", std::io::Error::last_os_error())));
+        }
+        let socket = Netlink::new();
+        // SAFETY: as above.
+        if unsafe { libc::setns(home.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            // This thread would go on working in the container's namespace.
+            eprintln!("weft: fatal: cannot return from {}", self.path.display());
+            std::process::abort();
+        }
+        socket.map_err(|e| DatapathError::Kernel {
+            op: format!("open netlink socket in {}", self.path.display()),
+            cause: e,
         })
     }
 

@@ -41,7 +41,15 @@ pub struct PlugSpec<'a> {
 /// subnet route is the kernel's own prefix route of the address (scope
 /// link, no gateway), as in the seed.
 pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
-    create_veth(host, netns, spec, spec.bridge_index)?;
+    if let Err(e) = create_veth(host, netns, spec, spec.bridge_index) {
+        // A pair this endpoint left behind (retired by a detach a moment
+        // ago and not yet reaped, or leaked by a crash) holds the names:
+        // delete it now and try once more.
+        if !matches!(e, DatapathError::Exists(_)) || !remove_leftover(host, spec)? {
+            return Err(e);
+        }
+        create_veth(host, netns, spec, spec.bridge_index)?;
+    }
     let configured = (|| {
         finish_host_end(host, spec)?;
         let mut ns = netns.netlink()?;
@@ -52,6 +60,22 @@ pub fn plug(host: &mut Netlink, netns: &Netns, spec: &PlugSpec) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Deletes the host link named like this endpoint's veth if it is a weft
+/// veth that no live endpoint owns: retired, or carrying this endpoint's
+/// own alias (the caller holds the endpoint's record, so the pair is a
+/// leftover). Returns whether something was deleted.
+fn remove_leftover(host: &mut Netlink, spec: &PlugSpec) -> Result<bool> {
+    let Some(link) = host.link_by_name(spec.host_veth)? else {
+        return Ok(false);
+    };
+    let alias = link.alias.as_deref().unwrap_or_default();
+    if alias != RETIRED_ALIAS && alias != spec.alias {
+        return Ok(false);
+    }
+    delete_index(host, link.index)?;
+    Ok(true)
 }
 
 fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) -> Result<()> {
@@ -78,7 +102,7 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
     ]));
     host.exec(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL).map_err(|e| {
         if e.raw_os_error() == Some(libc::EEXIST) {
-            DatapathError::Other(format!(
+            DatapathError::Exists(format!(
                 "cannot create veth {} / {}: an interface of that name exists on the host or \
                  in {} (is the container already attached? try --ifname)",
                 spec.host_veth,
@@ -157,6 +181,40 @@ fn default_route_v4() -> IpNet {
 
 fn default_route_v6() -> IpNet {
     IpNet::V6(Ipv6Net::default())
+}
+
+/// Alias of a veth pair that is detached and waiting to be deleted.
+pub const RETIRED_ALIAS: &str = "weft:retired";
+
+/// Takes a veth pair out of service without deleting it: the host end goes
+/// down, which drops the container end's carrier and so cuts the container
+/// off, and its alias marks it for deletion. Deleting a veth makes the
+/// kernel wait for an RCU barrier (about 20 ms here); this is two small
+/// requests. Returns the host end's index for whoever deletes it later, or
+/// None when it does not exist.
+pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
+    let Some(link) = host.link_by_name(host_veth)? else {
+        return Ok(None);
+    };
+    let mut m = LinkMessage::default();
+    m.header.index = link.index;
+    m.header.change_mask |= netlink_packet_route::link::LinkFlags::Up;
+    m.attributes.push(LinkAttribute::IfAlias(RETIRED_ALIAS.to_string()));
+    match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
+        Ok(()) => Ok(Some(link.index)),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Err(e) => Err(e).op(|| format!("retire veth {host_veth}")),
+    }
+}
+
+/// Deletes a host veth by index (the reaper's half of `retire`). False
+/// when it is already gone.
+pub fn delete_index(host: &mut Netlink, index: u32) -> Result<bool> {
+    match host.exec(RouteNetlinkMessage::DelLink(crate::link::link_message(index)), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e).op(|| format!("delete veth #{index}")),
+    }
 }
 
 /// Deletes a host veth by name (its peer goes with it). Returns false when

@@ -11,7 +11,7 @@ use weft_model::{names, Endpoint, EndpointKey, Mac, PortMapping};
 use weft_store::EndpointRequest;
 
 use super::context::now;
-use super::{failpoint, network, publish, Context};
+use super::{failpoint, network, publish, reaper, Context};
 
 /// Where the container's network namespace is.
 #[derive(Debug, Clone)]
@@ -153,13 +153,19 @@ pub fn detach(
     Ok(eps)
 }
 
-/// Deletes the veth (the container end goes with it), then the record and
-/// with it the address. A crash in between leaves a record whose veth is
-/// gone, which `weft gc` removes.
+/// Retires the veth (down: the container is cut off at once), removes the
+/// record and with it the address, then deletes the pair in the
+/// background (see `reaper`). A crash in between leaves a retired veth or a
+/// record whose veth is retired; `weft gc` removes both.
 pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
-    plug::unplug(ctx.host()?, &ep.host_veth)
+    let retired = plug::retire(ctx.host()?, &ep.host_veth)
         .with_context(|| format!("detach {} from {}", ep.container, ep.network))?;
     ctx.store.remove_endpoint(&ep.key())?;
     publish::unpublish(ctx, ep)?;
+    if let Some(index) = retired {
+        if !reaper::delete_later(index) {
+            plug::delete_index(ctx.host()?, index)?;
+        }
+    }
     Ok(())
 }

@@ -77,7 +77,12 @@ pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {
 pub fn run(ctx: &mut Context) -> Result<Report> {
     let mut report = Report { endpoints: reclaim_after_reboot(ctx)?, ..Default::default() };
     let links = ctx.host()?.links()?;
-    let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
+    // A retired veth is on its way out: it does not keep a record alive.
+    let live: HashSet<String> = links
+        .iter()
+        .filter(|l| l.alias.as_deref() != Some(plug::RETIRED_ALIAS))
+        .map(|l| l.name.clone())
+        .collect();
 
     for ep in local_endpoints(ctx)? {
         if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
@@ -96,9 +101,11 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             continue;
         }
         let alias = l.alias.as_deref().unwrap_or_default();
-        if alias.starts_with("weft:ep=") && !owned_veths.contains(&l.name) {
+        let leaked = alias.starts_with("weft:ep=") && !owned_veths.contains(&l.name);
+        if leaked || alias == plug::RETIRED_ALIAS {
             // An attach still in progress owns its veth through a Creating
-            // record, which is in owned_veths; anything else is a leak.
+            // record, which is in owned_veths; anything else is a leak. A
+            // retired pair whose reaper died is deleted here.
             if plug::unplug(ctx.host()?, &l.name)? {
                 report.veths.push(l.name.clone());
             }

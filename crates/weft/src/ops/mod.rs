@@ -8,5 +8,6 @@ pub mod failpoint;
 pub mod gc;
 pub mod network;
 pub mod publish;
+pub mod reaper;
 
 pub use context::Context;
