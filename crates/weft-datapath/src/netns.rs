@@ -88,7 +88,8 @@ impl Netns {
     /// else runs in between, and it saves the thread (stack, malloc arena)
     /// that `run` costs, about 0.3 ms of an attach.
     pub fn netlink(&self) -> Result<Netlink> {
-        let fail = |why: String| DatapathError::Netns { path: self.path.display().to_string(), why };
+        let fail =
+            |why: String| DatapathError::Netns { path: self.path.display().to_string(), why };
         let home = File::open("/proc/thread-self/ns/net")
             .map_err(|e| fail(format!("cannot open this thread's namespace: {e}")))?;
         // SAFETY: both fds are open netns files owned here or by self.
