@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo,
+    InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkFlags, LinkInfo,
     LinkMessage,
 };
 use netlink_packet_route::route::{
@@ -155,13 +155,20 @@ impl Netlink {
     }
 
     /// Creates a bridge, down, with a fixed MAC (otherwise it would take the
-    /// lowest MAC of its ports and change as containers come and go).
+    /// lowest MAC of its ports and change as containers come and go) and
+    /// without multicast snooping: with it on, every port that comes or
+    /// goes makes the kernel restart snooping timers on every other port,
+    /// so attach and detach grew with the number of containers. Multicast
+    /// is then flooded, as on a plain switch.
     pub fn add_bridge(&mut self, name: &str, mac: Mac, mtu: u32) -> Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
         m.attributes.push(LinkAttribute::Mtu(mtu));
-        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::MulticastSnooping(false)])),
+        ]));
         self.exec(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL)
             .op(|| format!("create bridge {name}"))
     }

@@ -123,6 +123,12 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
 /// per-port IPv6 routes and multicast state, which made attaches slower as
 /// ports accumulated.
 fn finish_host_end(host: &mut Netlink, spec: &PlugSpec) -> Result<()> {
+    // No IPv6 at all on the port, not even its multicast route: the kernel
+    // walks the whole IPv6 routing table when a device with routes goes
+    // down, so each detach cost more with every port there was. Bridging
+    // IPv6 does not need it. Best effort: a read-only /proc/sys only makes
+    // detach slower.
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", spec.host_veth), "1");
     let mut m = LinkMessage::default();
     up_flags(&mut m);
     m.attributes.push(LinkAttribute::IfName(spec.host_veth.to_string()));
@@ -131,6 +137,22 @@ fn finish_host_end(host: &mut Netlink, spec: &PlugSpec) -> Result<()> {
         AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
     ])]));
     host.exec(RouteNetlinkMessage::SetLink(m), 0).op(|| format!("bring up {}", spec.host_veth))
+}
+
+/// No IPv6 link-local address on a container interface of an IPv4-only
+/// network. With one, every attach sends duplicate address detection and
+/// MLD reports, which the bridge floods to every port and every container's
+/// IPv6 stack processes: attach and detach grew with the number of
+/// containers (an attach next to 800 others cost 6.4 ms of CPU instead of
+/// 3.5). Must come before the link goes up, when the address is made.
+fn no_link_local(ns: &mut Netlink, ifindex: u32, ifname: &str) -> Result<()> {
+    let mut m = LinkMessage::default();
+    m.header.index = ifindex;
+    m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+        AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+    ])]));
+    ns.exec(RouteNetlinkMessage::SetLink(m), 0)
+        .op(|| format!("turn off IPv6 address generation on {ifname}"))
 }
 
 /// One TX and one RX queue: with the default (one per CPU) the kernel
@@ -147,6 +169,9 @@ fn configure_container(ns: &mut Netlink, spec: &PlugSpec) -> Result<()> {
         .link_by_name(spec.ifname)?
         .ok_or_else(|| DatapathError::Other(format!("{} vanished in the container", spec.ifname)))?
         .index;
+    if spec.address6.is_none() {
+        no_link_local(ns, ifindex, spec.ifname)?;
+    }
     ns.set_up(ifindex, spec.ifname)?;
     ns.add_address(ifindex, spec.ifname, IpNet::V4(spec.address), true)?;
     if let Some(a6) = spec.address6 {
