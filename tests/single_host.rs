@@ -72,6 +72,19 @@ fn seed_scenario_two_containers_on_a_bridge() {
         let entry = entry.unwrap_or_else(|| panic!("{} not in FDB: {fdb}", s(&e["mac"])));
         assert_eq!(s(&entry["ifname"]), s(&e["host_veth"]));
     }
+    // What keeps attach and detach flat as containers accumulate: on an
+    // IPv4-only network no container has an IPv6 address (nothing to
+    // announce to every port), host ends have IPv6 off (no per-port routes),
+    // and the bridge does not snoop multicast.
+    assert!(sb.c(a).sh("ip -6 -o addr show dev eth0").trim().is_empty(), "eth0 has IPv6");
+    for e in [&ea, &eb] {
+        let v =
+            sb.host.sh(&format!("cat /proc/sys/net/ipv6/conf/{}/disable_ipv6", s(&e["host_veth"])));
+        assert_eq!(v.trim(), "1", "IPv6 still on for {}", s(&e["host_veth"]));
+    }
+    let bd = &sb.host.ip_json("-d link show weft-front")[0];
+    assert_eq!(bd["linkinfo"]["info_data"]["mcast_snooping"], 0, "{bd}");
+
     let br = &sb.host.ip_json("addr show weft-front")[0];
     let addrs: Vec<String> = br["addr_info"]
         .as_array()
@@ -111,6 +124,8 @@ fn ipv6_dual_stack() {
     let ea = sb.attach("six", a, &[]);
     let eb = sb.attach("six", b, &[]);
     assert_eq!(s(&ea["address6"]), "fd00:31::2/64");
+    // Dual stack keeps the link-local address IPv6 expects.
+    assert!(sb.c(a).sh("ip -6 -o addr show dev eth0 scope link").contains("fe80::"));
     assert_eq!(s(&eb["address6"]), "fd00:31::3/64");
     assert!(sb.c(a).try_sh("ping -6 -c 1 -W 2 fd00:31::3"), "v6 ping failed");
     assert!(sb.c(b).try_sh("ping -6 -c 1 -W 2 fd00:31::1"), "v6 ping to gateway failed");
