@@ -11,6 +11,7 @@
 
 mod error;
 mod libnft;
+mod nfnl;
 mod nft;
 pub mod publish;
 mod ruleset;

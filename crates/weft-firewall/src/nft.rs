@@ -102,6 +102,9 @@ impl Firewall {
         if ports.is_empty() {
             return Ok(());
         }
+        if self.in_process {
+            return self.elements(ports, crate::nfnl::Op::Add, "publishing ports in");
+        }
         let batch = serde_json::to_string(&publish::publish_batch(&self.table, ports))
             .expect("an nftables batch always serializes");
         self.nft(&["-j", "-f", "-"], Some(&batch), "publishing ports in").map(drop)
@@ -112,9 +115,32 @@ impl Firewall {
         if ports.is_empty() {
             return Ok(());
         }
+        if self.in_process {
+            return self.elements(ports, crate::nfnl::Op::Delete, "unpublishing ports in");
+        }
         let batch = serde_json::to_string(&publish::unpublish_batch(&self.table, ports))
             .expect("an nftables batch always serializes");
         self.nft(&["-j", "-f", "-"], Some(&batch), "unpublishing ports in").map(drop)
+    }
+
+    /// Map elements through nf_tables netlink directly (see `nfnl`).
+    fn elements(
+        &self,
+        ports: &[PortRule],
+        op: crate::nfnl::Op,
+        action: &'static str,
+    ) -> Result<(), FirewallError> {
+        crate::nfnl::apply(&self.table, &publish::entries(ports), op).map_err(|e| {
+            FirewallError::Nft {
+                action,
+                table: format!("inet {}", self.table),
+                message: match e.raw_os_error() {
+                    Some(libc::ENOENT) => format!("{e}: no such element, map or table"),
+                    Some(libc::EEXIST) => format!("{e}: an element overlaps one present"),
+                    _ => e.to_string(),
+                },
+            }
+        })
     }
 
     /// Removes the table if present; other tables are untouched.

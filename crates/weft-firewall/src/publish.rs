@@ -300,16 +300,32 @@ fn lookup_key(v6: bool) -> Expression<'static> {
     ]))
 }
 
-/// Map elements of `ports`, per map; maps without elements are left out.
-pub(crate) fn elements(ports: &[PortRule]) -> Vec<(&'static str, Vec<Expression<'static>>)> {
-    let mut out: Vec<(&'static str, Vec<Expression<'static>>)> =
-        [maps::PUBLISH4, maps::PUBLISH4_PORT, maps::PUBLISH6, maps::PUBLISH6_PORT]
-            .into_iter()
-            .map(|m| (m, Vec::new()))
-            .collect();
-    let s = |v: String| Expression::String(Cow::Owned(v));
-    let num = |p: u16| Expression::Number(u32::from(p));
-    let pair = |k: Expression<'static>, v: Expression<'static>| Expression::List(vec![k, v]);
+/// One map element of a published port, before it is written as nft JSON
+/// (`elements`) or as a netlink attribute (`nfnl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub map: &'static str,
+    pub v6: bool,
+    /// The host address the port is published on; None: every address
+    /// (`0.0.0.0/0`, `::/0`).
+    pub host: Option<IpAddr>,
+    pub proto: weft_model::Proto,
+    /// First and last host port (equal for a single port).
+    pub ports: (u16, u16),
+    pub value: Value,
+}
+
+/// What an element maps to: the container's address, or its port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value {
+    Addr(IpAddr),
+    Port(u16),
+}
+
+/// The map elements of `ports`, in map order (publish4, publish4_port,
+/// publish6, publish6_port).
+pub(crate) fn entries(ports: &[PortRule]) -> Vec<Entry> {
+    let mut out: [Vec<Entry>; 4] = Default::default();
     for r in ports {
         let m = &r.mapping;
         let fams: [(bool, Option<IpAddr>); 2] =
@@ -318,39 +334,66 @@ pub(crate) fn elements(ports: &[PortRule]) -> Vec<(&'static str, Vec<Expression<
             let Some(target) = target.filter(|_| m.covers_family(v6)) else {
                 continue;
             };
-            let host = match m.host_addr() {
-                Some(ip) => s(ip.to_string()),
-                None => Expression::Named(NamedExpression::Prefix(Prefix {
-                    addr: Box::new(s(if v6 { "::" } else { "0.0.0.0" }.to_string())),
-                    len: 0,
-                })),
-            };
-            let key = |ports: Expression<'static>| {
-                Expression::Named(NamedExpression::Concat(vec![
-                    host.clone(),
-                    s(m.protocol.as_str().to_string()),
-                    ports,
-                ]))
-            };
-            let host_ports = if m.host_port == m.host_port_end {
-                num(m.host_port)
+            let (main, by_port) = if v6 {
+                (maps::PUBLISH6, maps::PUBLISH6_PORT)
             } else {
-                Expression::Range(Box::new(Range {
-                    range: [num(m.host_port), num(m.host_port_end)],
-                }))
+                (maps::PUBLISH4, maps::PUBLISH4_PORT)
             };
             let base = if v6 { 2 } else { 0 };
-            out[base].1.push(pair(key(host_ports), s(target.to_string())));
+            let entry = |map, ports, value| Entry {
+                map,
+                v6,
+                host: m.host_addr(),
+                proto: m.protocol,
+                ports,
+                value,
+            };
+            out[base].push(entry(main, (m.host_port, m.host_port_end), Value::Addr(target)));
             if !m.same_ports() {
                 for i in 0..=(m.host_port_end - m.host_port) {
-                    out[base + 1]
-                        .1
-                        .push(pair(key(num(m.host_port + i)), num(m.container_port + i)));
+                    let p = m.host_port + i;
+                    out[base + 1].push(entry(by_port, (p, p), Value::Port(m.container_port + i)));
                 }
             }
         }
     }
-    out.retain(|(_, e)| !e.is_empty());
+    out.into_iter().flatten().collect()
+}
+
+/// Map elements of `ports` as nft JSON, per map; maps without elements are
+/// left out.
+pub(crate) fn elements(ports: &[PortRule]) -> Vec<(&'static str, Vec<Expression<'static>>)> {
+    let s = |v: String| Expression::String(Cow::Owned(v));
+    let num = |p: u16| Expression::Number(u32::from(p));
+    let mut out: Vec<(&'static str, Vec<Expression<'static>>)> = Vec::new();
+    for e in entries(ports) {
+        let host = match e.host {
+            Some(ip) => s(ip.to_string()),
+            None => Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(s(if e.v6 { "::" } else { "0.0.0.0" }.to_string())),
+                len: 0,
+            })),
+        };
+        let ports = if e.ports.0 == e.ports.1 {
+            num(e.ports.0)
+        } else {
+            Expression::Range(Box::new(Range { range: [num(e.ports.0), num(e.ports.1)] }))
+        };
+        let key = Expression::Named(NamedExpression::Concat(vec![
+            host,
+            s(e.proto.as_str().to_string()),
+            ports,
+        ]));
+        let value = match e.value {
+            Value::Addr(a) => s(a.to_string()),
+            Value::Port(p) => num(p),
+        };
+        let pair = Expression::List(vec![key, value]);
+        match out.last_mut() {
+            Some((map, list)) if *map == e.map => list.push(pair),
+            _ => out.push((e.map, vec![pair])),
+        }
+    }
     out
 }
 
