@@ -5,14 +5,12 @@
 //! one real `weft agent` per host).
 
 mod harness;
-#[path = "harness/tls.rs"]
-mod tls;
 
 use std::time::{Duration, Instant};
 
 use harness::cluster::{eventually, Cluster};
+use harness::tls;
 use harness::{tcp_send, Netns, Run, Sandbox, TcpProbe};
-use tls::TlsCluster;
 
 const NET: &str = "ovx";
 
@@ -98,7 +96,7 @@ fn overlay_containers_reach_the_outside_through_their_own_host() {
 
 #[test]
 fn etcd_over_tls_agents_and_cli() {
-    let mut c = TlsCluster::new(2);
+    let mut c = Cluster::with_tls(2);
     c.weft_ok(0, &["network", "create", NET, "--driver", "overlay", "--subnet", "10.94.0.0/24"]);
     for h in 0..2 {
         eventually("overlay device on every host", Duration::from_secs(10), || {
@@ -126,8 +124,8 @@ fn etcd_over_tls_agents_and_cli() {
 
 #[test]
 fn etcd_tls_with_the_wrong_ca_fails_clearly_and_quickly() {
-    let c = TlsCluster::new(1);
-    let wrong = c.certs.client_args(&c.certs.other_ca());
+    let c = Cluster::with_tls(1);
+    let wrong = c.certs().client_args(&c.certs().other_ca());
     for args in [
         &["network", "ls"][..],
         &["node", "ls"],
@@ -153,7 +151,7 @@ fn etcd_tls_with_the_wrong_ca_fails_clearly_and_quickly() {
         "--etcd".to_string(),
         tls::etcd_tls_url(),
         "--etcd-ca".to_string(),
-        c.certs.ca().display().to_string(),
+        c.certs().ca().display().to_string(),
     ];
     let t = Instant::now();
     let r = c.weft_with(0, &no_cert, &["network", "ls"]);

@@ -2,11 +2,13 @@
 //! that every host's `eth0` plugs into, etcd listening inside it, and one
 //! `weft agent` per host namespace with its own state dir and `--node`.
 //! Everything is a guard: agents and etcd are killed, namespaces deleted.
+//! `Cluster::with_tls` puts etcd behind TLS with client certificates.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::tls::{etcd_tls_url, Certs};
 use super::{unique, Netns, Run, WEFT};
 
 pub const ETCD_IP: &str = "10.200.0.254";
@@ -43,22 +45,32 @@ pub struct Host {
 }
 
 pub struct Cluster {
-    // Drop order: agents and containers (inside hosts), etcd, then the
-    // underlay namespace.
+    // Drop order: agents and containers (inside hosts), etcd, certificates,
+    // then the underlay namespace.
     pub hosts: Vec<Host>,
     pub etcd: Proc,
+    /// Some: etcd serves https only and wants a client certificate.
+    pub certs: Option<Certs>,
     pub etcd_dir: tempfile::TempDir,
     pub underlay: Netns,
 }
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
+        Cluster::build(n, None)
+    }
+
+    pub fn with_tls(n: usize) -> Cluster {
+        Cluster::build(n, Some(Certs::generate()))
+    }
+
+    fn build(n: usize, certs: Option<Certs>) -> Cluster {
         let underlay = Netns::new("ul");
         underlay.sh(&format!(
             "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
         ));
         let etcd_dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster { hosts: Vec::new(), etcd: Proc(None), etcd_dir, underlay };
+        let mut c = Cluster { hosts: Vec::new(), etcd: Proc(None), certs, etcd_dir, underlay };
         c.start_etcd();
         for i in 0..n {
             c.add_host(i);
@@ -66,41 +78,77 @@ impl Cluster {
         c
     }
 
+    /// The certificates of a `with_tls` cluster.
+    pub fn certs(&self) -> &Certs {
+        self.certs.as_ref().expect("a cluster made with Cluster::with_tls")
+    }
+
+    /// The global flags that reach this cluster's etcd.
+    pub fn client_args(&self) -> Vec<String> {
+        match &self.certs {
+            Some(certs) => certs.client_args(&certs.ca()),
+            None => vec!["--etcd".into(), etcd_url()],
+        }
+    }
+
     pub fn start_etcd(&mut self) {
         let dir = self.etcd_dir.path().join("data");
         let log = std::fs::File::create(self.etcd_dir.path().join("etcd.log")).expect("log");
+        let url = if self.certs.is_some() { etcd_tls_url() } else { etcd_url() };
+        let peer = format!("http://{ETCD_IP}:2380");
+        let mut args: Vec<String> = [
+            "--name",
+            "weft-test",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("weft-test={peer}"),
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut health = format!("ETCDCTL_API=3 etcdctl --endpoints {url}");
+        if let Some(certs) = &self.certs {
+            let p = |f: &str| certs.path(f).display().to_string();
+            args.extend(
+                ["--cert-file", &p("server.crt"), "--key-file", &p("server.key")].map(String::from),
+            );
+            args.extend(
+                ["--trusted-ca-file", &p("ca.crt"), "--client-cert-auth"].map(String::from),
+            );
+            health += &format!(
+                " --cacert {} --cert {} --key {}",
+                p("ca.crt"),
+                p("client.crt"),
+                p("client.key")
+            );
+        }
+        health += " endpoint health";
         let child = self
             .underlay
             .command("etcd")
-            .args([
-                "--name",
-                "weft-test",
-                "--data-dir",
-                dir.to_str().unwrap(),
-                "--listen-client-urls",
-                &etcd_url(),
-                "--advertise-client-urls",
-                &etcd_url(),
-                "--listen-peer-urls",
-                &format!("http://{ETCD_IP}:2380"),
-                "--initial-advertise-peer-urls",
-                &format!("http://{ETCD_IP}:2380"),
-                "--initial-cluster",
-                &format!("weft-test=http://{ETCD_IP}:2380"),
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start etcd (install etcd-server)");
         self.etcd = Proc(Some(child));
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !self
-            .underlay
-            .try_sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", etcd_url()))
-        {
-            assert!(Instant::now() < deadline, "etcd did not start");
+        while !self.underlay.try_sh(&health) {
+            assert!(Instant::now() < deadline, "etcd did not start: {}", self.etcd_log());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    pub fn etcd_log(&self) -> String {
+        std::fs::read_to_string(self.etcd_dir.path().join("etcd.log")).unwrap_or_default()
     }
 
     pub fn stop_etcd(&mut self) {
@@ -137,7 +185,8 @@ impl Cluster {
             .expect("agent log");
         let child =
             h.ns.command(WEFT)
-                .args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+                .args(self.client_args())
+                .args(["--node", &h.name, "--state-dir"])
                 .arg(h.state.path())
                 .args(["-v", "agent", "--underlay-ip", &h.ip])
                 .env_remove("WEFT_FAILPOINT")
@@ -153,7 +202,12 @@ impl Cluster {
             if r.ok && r.stdout.contains(&format!("\"{}\"", self.hosts[i].name)) {
                 break;
             }
-            assert!(Instant::now() < deadline, "agent {i} did not register: {}", self.agent_log(i));
+            assert!(
+                Instant::now() < deadline,
+                "agent {i} did not register: {} / {}",
+                r.stderr,
+                self.agent_log(i)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -162,23 +216,34 @@ impl Cluster {
         std::fs::read_to_string(self.hosts[i].state.path().join("agent.log")).unwrap_or_default()
     }
 
-    pub fn weft_cmd(&self, i: usize, args: &[&str]) -> Command {
+    /// weft on host `i` with the given etcd flags (`--etcd ...`) instead of
+    /// the cluster's own.
+    pub fn weft_cmd_with(&self, i: usize, client: &[String], args: &[&str]) -> Command {
         let h = &self.hosts[i];
         let mut cmd = h.ns.command(WEFT);
-        cmd.args(["--etcd", &etcd_url(), "--node", &h.name, "--state-dir"])
+        cmd.args(client)
+            .args(["--node", &h.name, "--state-dir"])
             .arg(h.state.path())
             .args(args)
             .env_remove("WEFT_FAILPOINT");
         cmd
     }
 
-    pub fn weft(&self, i: usize, args: &[&str]) -> Run {
-        let o = self.weft_cmd(i, args).output().expect("spawn weft");
+    pub fn weft_cmd(&self, i: usize, args: &[&str]) -> Command {
+        self.weft_cmd_with(i, &self.client_args(), args)
+    }
+
+    pub fn weft_with(&self, i: usize, client: &[String], args: &[&str]) -> Run {
+        let o = self.weft_cmd_with(i, client, args).output().expect("spawn weft");
         Run {
             ok: o.status.success(),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+
+    pub fn weft(&self, i: usize, args: &[&str]) -> Run {
+        self.weft_with(i, &self.client_args(), args)
     }
 
     pub fn weft_ok(&self, i: usize, args: &[&str]) -> String {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod tls;
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 /// Every namespace a test makes starts with this, so leftovers are findable.
