@@ -4,11 +4,9 @@
 //! answers all of it.
 
 use netlink_packet_route::link::{
-    BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-    State,
+    BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::RouteNetlinkMessage;
-use weft_model::Mac;
 
 use crate::error::{OpContext, Result};
 use crate::link::Link;
@@ -83,21 +81,10 @@ impl Netlink {
     }
 }
 
+/// What `Link` reads, plus what only the diagnostics need.
 fn detail(m: &LinkMessage) -> LinkDetail {
-    let mut link = Link {
-        index: m.header.index,
-        name: String::new(),
-        kind: None,
-        alias: None,
-        mac: None,
-        mtu: 0,
-        up: m.header.flags.contains(LinkFlags::Up),
-        lower_up: m.header.flags.contains(LinkFlags::LowerUp),
-        master: None,
-        peer_index: None,
-    };
     let mut d = LinkDetail {
-        link: link.clone(),
+        link: Link::from_message(m),
         oper_state: "unknown".into(),
         port: None,
         counters: Counters::default(),
@@ -105,14 +92,6 @@ fn detail(m: &LinkMessage) -> LinkDetail {
     };
     for a in &m.attributes {
         match a {
-            LinkAttribute::IfName(n) => link.name = n.clone(),
-            LinkAttribute::IfAlias(s) => link.alias = Some(s.clone()),
-            LinkAttribute::Address(b) if b.len() == 6 => {
-                link.mac = Some(Mac([b[0], b[1], b[2], b[3], b[4], b[5]]))
-            }
-            LinkAttribute::Mtu(v) => link.mtu = *v,
-            LinkAttribute::Controller(i) => link.master = Some(*i),
-            LinkAttribute::Link(i) => link.peer_index = Some(*i),
             LinkAttribute::LinkNetNsId(i) => d.peer_netnsid = Some(*i),
             LinkAttribute::OperState(s) => d.oper_state = oper_state(*s),
             LinkAttribute::Stats64(s) => {
@@ -129,19 +108,14 @@ fn detail(m: &LinkMessage) -> LinkDetail {
             }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    match i {
-                        LinkInfo::Kind(k) => link.kind = Some(k.to_string()),
-                        LinkInfo::PortData(InfoPortData::BridgePort(p)) => {
-                            d.port = Some(bridge_port(p))
-                        }
-                        _ => {}
+                    if let LinkInfo::PortData(InfoPortData::BridgePort(p)) = i {
+                        d.port = Some(bridge_port(p))
                     }
                 }
             }
             _ => {}
         }
     }
-    d.link = link;
     d
 }
 
