@@ -211,6 +211,10 @@ fn default_route_v6() -> IpNet {
 /// Alias of a veth pair that is detached and waiting to be deleted.
 pub const RETIRED_ALIAS: &str = "weft:retired";
 
+/// Device group of retired host ends ("weft" in ASCII), so that one request
+/// deletes all of them at once (`delete_retired`).
+pub const RETIRED_GROUP: u32 = 0x7765_6674;
+
 /// Takes a veth pair out of service without deleting it: the host end goes
 /// down, which drops the container end's carrier and so cuts the container
 /// off, and its alias marks it for deletion. Deleting a veth makes the
@@ -225,6 +229,7 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
     m.header.index = link.index;
     m.header.change_mask |= netlink_packet_route::link::LinkFlags::Up;
     m.attributes.push(LinkAttribute::IfAlias(RETIRED_ALIAS.to_string()));
+    m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
     match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
         Ok(()) => Ok(Some(link.index)),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
@@ -232,8 +237,20 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
     }
 }
 
-/// Deletes a host veth by index (the reaper's half of `retire`). False
-/// when it is already gone.
+/// Deletes every retired pair of this namespace in one request: the kernel
+/// unregisters them together, with one RCU wait for all instead of one
+/// each, and takes its lock once. False when there was none.
+pub fn delete_retired(host: &mut Netlink) -> Result<bool> {
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
+    match host.exec(RouteNetlinkMessage::DelLink(m), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e).op(|| "delete retired veths".to_string()),
+    }
+}
+
+/// Deletes a host veth by index. False when it is already gone.
 pub fn delete_index(host: &mut Netlink, index: u32) -> Result<bool> {
     match host.exec(RouteNetlinkMessage::DelLink(crate::link::link_message(index)), 0) {
         Ok(()) => Ok(true),

@@ -7,7 +7,12 @@
 //! If the child dies first, the retired pair is still marked and `weft gc`
 //! (or the next attach of the same endpoint) deletes it.
 
+use std::time::Duration;
+
 use weft_datapath::{netns, plug};
+
+/// How long a reaper waits for more retired pairs before deleting.
+const BATCH_WAIT: Duration = Duration::from_millis(20);
 
 /// Deletes the host link `index` (its veth peer goes with it) from a
 /// detached grandchild process. Returns false when no process could be
@@ -50,7 +55,18 @@ fn reap(index: u32) -> ! {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         libc::setsid();
     }
-    let ok = netns::host_netlink().and_then(|mut nl| plug::delete_index(&mut nl, index)).is_ok();
+    // Wait a little, then delete every retired pair at once: a runtime
+    // stopping many containers retires them faster than the kernel deletes
+    // them one by one, and each deletion holds the kernel's network lock
+    // through an RCU grace period. Whatever is retired meanwhile goes in
+    // the same request; `index` only if nothing else took it.
+    std::thread::sleep(BATCH_WAIT);
+    let ok = netns::host_netlink()
+        .and_then(|mut nl| {
+            plug::delete_retired(&mut nl)?;
+            plug::delete_index(&mut nl, index)
+        })
+        .is_ok();
     // SAFETY: ends this process without running the parent's exit handlers.
     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
 }
