@@ -8,7 +8,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkInfo, LinkMessage,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use weft_model::Mac;
@@ -217,9 +217,9 @@ pub const RETIRED_GROUP: u32 = 0x7765_6674;
 
 /// Takes a veth pair out of service without deleting it: the host end goes
 /// down, which drops the container end's carrier and so cuts the container
-/// off, and its alias marks it for deletion. Deleting a veth makes the
-/// kernel wait for an RCU barrier (about 20 ms here); this is two small
-/// requests. Returns the host end's index for whoever deletes it later, or
+/// off, and its alias and device group mark it for deletion. Deleting a
+/// veth makes the kernel wait for an RCU barrier (about 20 ms here); this
+/// is a lookup and one small request. Returns the host end's index for whoever deletes it later, or
 /// None when it does not exist.
 pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
     let Some(link) = host.link_by_name(host_veth)? else {
@@ -227,7 +227,7 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
     };
     let mut m = LinkMessage::default();
     m.header.index = link.index;
-    m.header.change_mask |= netlink_packet_route::link::LinkFlags::Up;
+    m.header.change_mask |= LinkFlags::Up;
     m.attributes.push(LinkAttribute::IfAlias(RETIRED_ALIAS.to_string()));
     m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
     match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
