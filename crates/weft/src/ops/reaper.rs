@@ -7,41 +7,30 @@
 //! If the child dies first, the retired pair is still marked and `weft gc`
 //! (or the next attach of the same endpoint) deletes it.
 
-use std::time::Duration;
-
 use weft_datapath::{netns, plug};
 
-/// How long a reaper waits for more retired pairs before deleting.
-const BATCH_WAIT: Duration = Duration::from_millis(20);
-
 /// Deletes the host link `index` (its veth peer goes with it) from a
-/// detached grandchild process. Returns false when no process could be
-/// started; the caller then deletes it itself.
+/// detached child process. Returns false when no process could be started;
+/// the caller then deletes it itself.
+///
+/// One fork, not waited for: weft commands and CNI calls exit a moment
+/// later, and the child, adopted by init (or the caller's subreaper), is
+/// reaped there; it is a zombie of weft for at most that moment. A double
+/// fork would cost this command a second process copy and a wait.
 pub fn delete_later(index: u32) -> bool {
     // SAFETY: fork in a process whose other threads (if any) hold no lock
-    // the children need: glibc's fork resets the malloc locks, and the
-    // children only open a netlink socket, send one request and _exit.
+    // the child needs: glibc's fork resets the malloc locks, and the child
+    // only opens a netlink socket, sends two requests and _exits.
     unsafe {
         match libc::fork() {
             -1 => false,
-            0 => {
-                // The middle child exits at once so that the grandchild is
-                // adopted by init, never a zombie of a long-lived caller.
-                if libc::fork() == 0 {
-                    reap(index);
-                }
-                libc::_exit(0);
-            }
-            child => {
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-                true
-            }
+            0 => reap(index),
+            _ => true,
         }
     }
 }
 
-/// The grandchild: lets go of the caller's files (a runtime waiting for the
+/// The child: lets go of the caller's files (a runtime waiting for the
 /// plugin's stdout to close must not wait for this), deletes, exits.
 fn reap(index: u32) -> ! {
     // SAFETY: plain system calls on file descriptors this process owns.
@@ -55,12 +44,14 @@ fn reap(index: u32) -> ! {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         libc::setsid();
     }
-    // Wait a little, then delete every retired pair at once: a runtime
-    // stopping many containers retires them faster than the kernel deletes
-    // them one by one, and each deletion holds the kernel's network lock
-    // through an RCU grace period. Whatever is retired meanwhile goes in
-    // the same request; `index` only if nothing else took it.
-    std::thread::sleep(BATCH_WAIT);
+    // Every retired pair at once, then `index` if it was not among them: a
+    // runtime stopping many containers retires them faster than the kernel
+    // deletes them, and while one reaper holds the kernel's network lock
+    // through a deletion the next ones queue; whichever gets it next takes
+    // everything retired meanwhile in one request (one lock hold and RCU
+    // wait per batch). No deliberate delay: the same container attached
+    // again right away would otherwise find its old pair still there and
+    // have to delete it itself, waiting the ~20 ms this avoids.
     let ok = netns::host_netlink()
         .and_then(|mut nl| {
             plug::delete_retired(&mut nl)?;
