@@ -26,6 +26,10 @@ pub enum Command {
     /// Plug a container into a network (a veth pair into the network's bridge).
     Attach(attach::Attach),
     /// Unplug a container from a network and release its address.
+    ///
+    /// The container is cut off at once (its interface loses carrier); the
+    /// veth pair itself is deleted moments later by a background process,
+    /// so the command does not wait for the kernel's ~20 ms device teardown.
     Detach(detach::Detach),
     /// List endpoints (container interfaces on weft networks).
     #[command(subcommand)]
