@@ -9,42 +9,21 @@
 //! attach N/2 endpoints each at the same moment, to show what contention
 //! costs.
 
+mod common;
 #[path = "../tests/etcd_server/mod.rs"]
 mod etcd_server;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{key, percentile, request, time};
 use etcd_server::EtcdServer;
 use weft_model::network::NetworkSpec;
-use weft_model::{Driver, EndpointKey, Mac, Node};
+use weft_model::{Driver, Node};
 use weft_store::etcd::Cluster;
-use weft_store::{EndpointRequest, EtcdConfig, EtcdStore, Store};
-
-fn req(node: &str, container: &str) -> EndpointRequest {
-    EndpointRequest {
-        network: "bench".into(),
-        container: container.into(),
-        ifname: "eth0".into(),
-        netns: format!("/run/netns/{container}"),
-        ip: None,
-        ip6: None,
-        mac: Mac::derive(&["bench", container, "eth0"]),
-        host_veth: weft_model::names::host_veth_name("bench", container, "eth0"),
-        node: Some(node.into()),
-        boot_id: "boot".into(),
-        pid: std::process::id(),
-        created: 0,
-        ports: Vec::new(),
-        aliases: Vec::new(),
-    }
-}
-
-fn key(container: &str) -> EndpointKey {
-    EndpointKey { network: "bench".into(), container: container.into(), ifname: "eth0".into() }
-}
+use weft_store::{EtcdConfig, EtcdStore, Store};
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -53,7 +32,7 @@ fn ms(d: Duration) -> f64 {
 fn report(name: &str, samples: &[Duration]) {
     let mut sorted = samples.to_vec();
     sorted.sort();
-    let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
+    let pct = |p: usize| percentile(&sorted, p);
     println!(
         "{name:<28} n {:>4}  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
         sorted.len(),
@@ -61,12 +40,6 @@ fn report(name: &str, samples: &[Duration]) {
         ms(pct(99)),
         ms(sorted[sorted.len() - 1]),
     );
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let out = f();
-    (out, t.elapsed())
 }
 
 fn node(name: &str) -> Node {
@@ -84,7 +57,7 @@ fn node(name: &str) -> Node {
 fn attach_all(s: &EtcdStore, node: &str, containers: &[String]) -> [Vec<Duration>; 3] {
     let (mut reserve, mut ready, mut attach) = (Vec::new(), Vec::new(), Vec::new());
     for c in containers {
-        let (ep, t1) = time(|| s.reserve_endpoint(&req(node, c)).expect("reserve"));
+        let (ep, t1) = time(|| s.reserve_endpoint(&request(c, Some(node))).expect("reserve"));
         let ((), t2) = time(|| s.set_ready(&ep.key()).expect("set_ready"));
         reserve.push(t1);
         ready.push(t2);

@@ -8,35 +8,14 @@
 //! the cost grows with the number of endpoints. DIR defaults to a temporary
 //! directory; point it at the disk that will hold /var/lib/weft.
 
+mod common;
+
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{key, percentile, request, time};
 use weft_model::network::NetworkSpec;
-use weft_model::{EndpointKey, Mac};
-use weft_store::{EndpointRequest, SqliteStore, Store};
-
-fn req(container: &str) -> EndpointRequest {
-    EndpointRequest {
-        network: "bench".into(),
-        container: container.into(),
-        ifname: "eth0".into(),
-        netns: format!("/run/netns/{container}"),
-        ip: None,
-        ip6: None,
-        mac: Mac::derive(&["bench", container, "eth0"]),
-        host_veth: weft_model::names::host_veth_name("bench", container, "eth0"),
-        node: None,
-        boot_id: "boot".into(),
-        pid: std::process::id(),
-        created: 0,
-        ports: Vec::new(),
-        aliases: Vec::new(),
-    }
-}
-
-fn key(container: &str) -> EndpointKey {
-    EndpointKey { network: "bench".into(), container: container.into(), ifname: "eth0".into() }
-}
+use weft_store::{SqliteStore, Store};
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -51,7 +30,7 @@ fn median(v: &[Duration]) -> Duration {
 fn report(name: &str, samples: &[Duration]) {
     let mut sorted = samples.to_vec();
     sorted.sort();
-    let pct = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
+    let pct = |p: usize| percentile(&sorted, p);
     let tenth = (samples.len() / 10).max(1);
     // Slow outliers are nearly all WAL checkpoints (an fsync), which SQLite
     // runs in whichever commit pushes the log past 1000 pages.
@@ -65,12 +44,6 @@ fn report(name: &str, samples: &[Duration]) {
         us(median(&samples[..tenth])),
         us(median(&samples[samples.len() - tenth..])),
     );
-}
-
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let t = Instant::now();
-    let out = f();
-    (out, t.elapsed())
 }
 
 fn main() {
@@ -89,7 +62,7 @@ fn main() {
 
     let (mut reserve, mut ready, mut attach) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..n {
-        let r = req(&format!("c{i}"));
+        let r = request(&format!("c{i}"), None);
         let (ep, t1) = time(|| store.reserve_endpoint(&r).expect("reserve"));
         let ((), t2) = time(|| store.set_ready(&ep.key()).expect("set_ready"));
         reserve.push(t1);
@@ -104,7 +77,7 @@ fn main() {
     let (mut attach, mut detach) = (Vec::new(), Vec::new());
     for i in 0..n {
         let name = format!("churn{i}");
-        let r = req(&name);
+        let r = request(&name, None);
         let (ep, t1) = time(|| store.reserve_endpoint(&r).expect("reserve"));
         let ((), t2) = time(|| store.set_ready(&ep.key()).expect("set_ready"));
         let (gone, t3) = time(|| store.remove_endpoint(&key(&name)).expect("remove"));
@@ -133,7 +106,7 @@ fn main() {
     let cycles = (n / 5).max(1);
     let (mut attach, mut detach) = (Vec::new(), Vec::new());
     for i in 0..cycles {
-        let r = req(&format!("p{i}"));
+        let r = request(&format!("p{i}"), None);
         let ((), t) = time(|| {
             let s = SqliteStore::open(&dir).expect("open store");
             let ep = s.reserve_endpoint(&r).expect("reserve");
