@@ -329,11 +329,22 @@ impl TcpProbe {
                 let _ = tx.send(Err(std::io::Error::last_os_error()));
                 return None;
             }
-            let listener = match std::net::TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return None;
+            // The previous connection on this port may still be closing
+            // (its socket lingers a moment after both ends closed): retry.
+            let start = std::time::Instant::now();
+            let listener = loop {
+                match std::net::TcpListener::bind(addr) {
+                    Ok(l) => break l,
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && start.elapsed() < std::time::Duration::from_secs(3) =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
                 }
             };
             listener.set_nonblocking(true).expect("nonblocking");
