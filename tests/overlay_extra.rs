@@ -48,10 +48,10 @@ fn wire_outside(host: &Netns, host_ip: &str, peer_ip: &str) -> Netns {
     out
 }
 
-#[test]
-fn overlay_containers_reach_the_outside_through_their_own_host() {
-    let mut c = Cluster::new(2);
-    c.weft_ok(0, &["network", "create", NET, "--driver", "overlay", "--subnet", "10.93.0.0/24"]);
+/// Overlay network NET on hosts 0 and 1, one container on each, both
+/// hosts programmed for the other's; returns their addresses.
+fn one_container_per_host(c: &mut Cluster, subnet: &str) -> (String, String) {
+    c.weft_ok(0, &["network", "create", NET, "--driver", "overlay", "--subnet", subnet]);
     for h in 0..2 {
         eventually("overlay device on every host", Duration::from_secs(10), || {
             c.hosts[h].ns.try_sh(&format!("ip link show {}", vx(NET)))
@@ -62,6 +62,13 @@ fn overlay_containers_reach_the_outside_through_their_own_host() {
     eventually("the hosts know each other's container", Duration::from_secs(5), || {
         has_remote(&c.hosts[0].ns, NET, &ip1) && has_remote(&c.hosts[1].ns, NET, &ip0)
     });
+    (ip0, ip1)
+}
+
+#[test]
+fn overlay_containers_reach_the_outside_through_their_own_host() {
+    let mut c = Cluster::new(2);
+    let (_, ip1) = one_container_per_host(&mut c, "10.93.0.0/24");
     // Each host has its own outside world, both with a server at the same
     // address: which server a container reaches tells which host it left
     // through, and the source the server sees tells whether it was NATed.
@@ -97,17 +104,7 @@ fn overlay_containers_reach_the_outside_through_their_own_host() {
 #[test]
 fn etcd_over_tls_agents_and_cli() {
     let mut c = Cluster::with_tls(2);
-    c.weft_ok(0, &["network", "create", NET, "--driver", "overlay", "--subnet", "10.94.0.0/24"]);
-    for h in 0..2 {
-        eventually("overlay device on every host", Duration::from_secs(10), || {
-            c.hosts[h].ns.try_sh(&format!("ip link show {}", vx(NET)))
-        });
-    }
-    let (ip0, _) = c.attach(0, NET);
-    let (ip1, _) = c.attach(1, NET);
-    eventually("the hosts know each other's container", Duration::from_secs(5), || {
-        has_remote(&c.hosts[0].ns, NET, &ip1) && has_remote(&c.hosts[1].ns, NET, &ip0)
-    });
+    let (ip0, ip1) = one_container_per_host(&mut c, "10.94.0.0/24");
     assert!(c.c(0, 0).ping(&ip1), "host0 -> host1 over the overlay (etcd with TLS)");
     assert!(c.c(1, 0).ping(&ip0), "host1 -> host0 over the overlay (etcd with TLS)");
     let v: serde_json::Value =
