@@ -217,22 +217,19 @@ pub const RETIRED_GROUP: u32 = 0x7765_6674;
 
 /// Takes a veth pair out of service without deleting it: the host end goes
 /// down, which drops the container end's carrier and so cuts the container
-/// off, and its alias and device group mark it for deletion. Deleting a
-/// veth makes the kernel wait for an RCU barrier (about 20 ms here); this
-/// is a lookup and one small request. Returns the host end's index for whoever deletes it later, or
-/// None when it does not exist.
-pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<Option<u32>> {
-    let Some(link) = host.link_by_name(host_veth)? else {
-        return Ok(None);
-    };
+/// off, and its alias and device group mark it for deletion
+/// (`delete_retired`). Deleting a veth makes the kernel wait for an RCU
+/// barrier (about 20 ms here); this is one small request, by name. False
+/// when the veth does not exist.
+pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<bool> {
     let mut m = LinkMessage::default();
-    m.header.index = link.index;
     m.header.change_mask |= LinkFlags::Up;
+    m.attributes.push(LinkAttribute::IfName(host_veth.to_string()));
     m.attributes.push(LinkAttribute::IfAlias(RETIRED_ALIAS.to_string()));
     m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
     match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
-        Ok(()) => Ok(Some(link.index)),
-        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
         Err(e) => Err(e).op(|| format!("retire veth {host_veth}")),
     }
 }
@@ -251,7 +248,7 @@ pub fn delete_retired(host: &mut Netlink) -> Result<bool> {
 }
 
 /// Deletes a host veth by index. False when it is already gone.
-pub fn delete_index(host: &mut Netlink, index: u32) -> Result<bool> {
+fn delete_index(host: &mut Netlink, index: u32) -> Result<bool> {
     match host.exec(RouteNetlinkMessage::DelLink(crate::link::link_message(index)), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),

@@ -162,10 +162,8 @@ pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
         .with_context(|| format!("detach {} from {}", ep.container, ep.network))?;
     ctx.store.remove_endpoint(&ep.key())?;
     publish::unpublish(ctx, ep)?;
-    if let Some(index) = retired {
-        if !reaper::delete_later(index) {
-            plug::delete_index(ctx.host()?, index)?;
-        }
+    if retired && !reaper::delete_later() {
+        plug::unplug(ctx.host()?, &ep.host_veth)?;
     }
     Ok(())
 }

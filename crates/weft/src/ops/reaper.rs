@@ -9,22 +9,22 @@
 
 use weft_datapath::{netns, plug};
 
-/// Deletes the host link `index` (its veth peer goes with it) from a
-/// detached child process. Returns false when no process could be started;
-/// the caller then deletes it itself.
+/// Deletes every retired veth pair (`plug::retire`) from a detached child
+/// process. Returns false when no process could be started; the caller
+/// then deletes its pair itself.
 ///
 /// One fork, not waited for: weft commands and CNI calls exit a moment
 /// later, and the child, adopted by init (or the caller's subreaper), is
 /// reaped there; it is a zombie of weft for at most that moment. A double
 /// fork would cost this command a second process copy and a wait.
-pub fn delete_later(index: u32) -> bool {
+pub fn delete_later() -> bool {
     // SAFETY: fork in a process whose other threads (if any) hold no lock
     // the child needs: glibc's fork resets the malloc locks, and the child
-    // only opens a netlink socket, sends two requests and _exits.
+    // only opens a netlink socket, sends one request and _exits.
     unsafe {
         match libc::fork() {
             -1 => false,
-            0 => reap(index),
+            0 => reap(),
             _ => true,
         }
     }
@@ -32,7 +32,7 @@ pub fn delete_later(index: u32) -> bool {
 
 /// The child: lets go of the caller's files (a runtime waiting for the
 /// plugin's stdout to close must not wait for this), deletes, exits.
-fn reap(index: u32) -> ! {
+fn reap() -> ! {
     // SAFETY: plain system calls on file descriptors this process owns.
     unsafe {
         let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
@@ -44,20 +44,15 @@ fn reap(index: u32) -> ! {
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
         libc::setsid();
     }
-    // Every retired pair at once, then `index` if it was not among them: a
-    // runtime stopping many containers retires them faster than the kernel
+    // Every retired pair at once, this detach's and any other: a runtime
+    // stopping many containers retires them faster than the kernel
     // deletes them, and while one reaper holds the kernel's network lock
     // through a deletion the next ones queue; whichever gets it next takes
     // everything retired meanwhile in one request (one lock hold and RCU
     // wait per batch). No deliberate delay: the same container attached
     // again right away would otherwise find its old pair still there and
     // have to delete it itself, waiting the ~20 ms this avoids.
-    let ok = netns::host_netlink()
-        .and_then(|mut nl| {
-            plug::delete_retired(&mut nl)?;
-            plug::delete_index(&mut nl, index)
-        })
-        .is_ok();
+    let ok = netns::host_netlink().and_then(|mut nl| plug::delete_retired(&mut nl)).is_ok();
     // SAFETY: ends this process without running the parent's exit handlers.
     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
 }
