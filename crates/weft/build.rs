@@ -5,4 +5,5 @@
 //! proc-macros are shared objects and stay position-independent.
 fn main() {
     println!("cargo::rustc-link-arg-bins=-no-pie");
+    println!("cargo::rustc-link-arg-bins=-static-libgcc");
 }

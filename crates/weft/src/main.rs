@@ -3,6 +3,7 @@
 mod cni;
 mod commands;
 mod config;
+mod daemon;
 mod diagnose;
 mod ops;
 mod output;
@@ -55,6 +56,9 @@ fn main() -> ExitCode {
         init_logs(0);
         return cni::main();
     }
+    if let Some(code) = daemon::client::forward() {
+        return code;
+    }
     let cli = Cli::parse();
     init_logs(cli.verbose);
     let setup = config::Cluster::resolve(
@@ -72,12 +76,16 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the outermost context first, then its causes.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("weft: error: {}", msg.join(": "));
+            eprintln!("{}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line: the outermost context first, then its causes.
+fn error_line(e: &anyhow::Error) -> String {
+    let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    format!("weft: error: {}", msg.join(": "))
 }
 
 /// Logs go to stderr only: stdout carries results (JSON, CNI).

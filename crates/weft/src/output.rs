@@ -19,8 +19,32 @@ impl NetworkView {
     }
 }
 
+std::thread_local! {
+    /// Set while `weft daemon` runs a command for a client: the command's
+    /// output goes back to the client instead of the daemon's stdout.
+    static CAPTURE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Prints one line of a command's results (stdout, or the daemon's client).
+pub fn line(s: &str) {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(buf) => {
+            buf.push_str(s);
+            buf.push('\n');
+        }
+        None => println!("{s}"),
+    })
+}
+
+/// Runs `f` with the results it prints collected, not printed.
+pub fn capture<T>(f: impl FnOnce() -> T) -> (T, String) {
+    CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
+    let r = f();
+    (r, CAPTURE.with(|c| c.borrow_mut().take().unwrap_or_default()))
+}
+
 pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    line(&serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -41,7 +65,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", s.trim_end());
+        line(s.trim_end());
     };
     line(header.to_vec());
     for r in rows {

@@ -6,6 +6,7 @@ use clap::Args;
 use weft_model::{Mac, PortMapping};
 
 use crate::ops::endpoint::{self, AttachRequest, NetnsRef};
+use crate::ops::Context;
 use crate::output;
 
 #[derive(Args)]
@@ -44,14 +45,35 @@ pub struct Attach {
 
 impl Attach {
     pub fn run(self, state_dir: &Path) -> Result<()> {
-        let mut ctx = super::mutating(state_dir)?;
+        self.run_with(&mut super::mutating(state_dir)?)
+    }
+
+    /// A relative `--netns` of a client of the daemon is relative to the
+    /// client's working directory.
+    pub fn resolve_netns(&mut self, cwd: &Path) {
+        if let Some(p) = self.netns.as_mut().filter(|p| p.is_relative()) {
+            *p = cwd.join(&*p);
+        }
+    }
+
+    /// The file of the container's network namespace this command opens.
+    pub fn netns_file(&self) -> PathBuf {
+        match (&self.netns, self.pid) {
+            (Some(p), _) => p.clone(),
+            (None, Some(pid)) => format!("/proc/{pid}/ns/net").into(),
+            (None, None) => format!("/var/run/netns/{}", self.container).into(),
+        }
+    }
+
+    /// Runs with an open context (the daemon keeps its contexts open).
+    pub fn run_with(self, ctx: &mut Context) -> Result<()> {
         let netns = match (self.netns, self.pid) {
             (Some(p), _) => NetnsRef::Path(p),
             (None, Some(pid)) => NetnsRef::Pid(pid),
             (None, None) => NetnsRef::Named,
         };
         let ep = endpoint::attach(
-            &mut ctx,
+            ctx,
             &AttachRequest {
                 network: self.network,
                 container: self.container,

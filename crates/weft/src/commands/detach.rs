@@ -3,7 +3,8 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 
-use crate::ops::endpoint;
+use crate::ops::{endpoint, Context};
+use crate::output;
 
 #[derive(Args)]
 pub struct Detach {
@@ -17,11 +18,15 @@ pub struct Detach {
 
 impl Detach {
     pub fn run(self, state_dir: &Path) -> Result<()> {
-        let mut ctx = super::mutating(state_dir)?;
+        self.run_with(&mut super::mutating(state_dir)?)
+    }
+
+    /// Runs with an open context (the daemon keeps its contexts open).
+    pub fn run_with(self, ctx: &mut Context) -> Result<()> {
         for ep in
-            endpoint::detach(&mut ctx, &self.network, &self.container, self.ifname.as_deref())?
+            endpoint::detach(ctx, &self.network, &self.container, self.ifname.as_deref())?
         {
-            println!("{} {} {}", ep.container, ep.network, ep.address.addr());
+            output::line(&format!("{} {} {}", ep.container, ep.network, ep.address.addr()));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod attach;
+mod daemon;
 mod demo;
 mod detach;
 mod dns;
@@ -36,6 +37,12 @@ pub enum Command {
     Endpoint(endpoint::EndpointCommand),
     /// Repair state left by crashes, reboots and vanished containers.
     Gc(gc::Gc),
+    /// Serve `attach` and `detach` from a resident process (foreground).
+    ///
+    /// Optional: the CLI hands these commands to a daemon running on its
+    /// state directory, which saves each one the cost of opening the store,
+    /// and runs them itself when there is none.
+    Daemon(daemon::Daemon),
     /// Run the per-host agent of a cluster (overlay networks).
     Agent(agent::Agent),
     /// Hosts of the cluster.
@@ -63,6 +70,7 @@ impl Command {
             Command::Endpoint(c) => c.run(state_dir),
             Command::Gc(c) => c.run(state_dir),
             Command::Agent(c) => c.run(state_dir),
+            Command::Daemon(c) => c.run(state_dir),
             Command::Node(c) => c.run(state_dir),
             Command::Demo(c) => c.run(),
             Command::Topology(c) => c.run(state_dir),

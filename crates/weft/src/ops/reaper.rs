@@ -7,7 +7,32 @@
 //! If the child dies first, the retired pair is still marked and `weft gc`
 //! (or the next attach of the same endpoint) deletes it.
 
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Mutex, OnceLock};
+
 use weft_datapath::{netns, plug};
+
+/// Set in `weft daemon`: a thread of the daemon deletes retired pairs, so
+/// no process is forked per detach.
+static IN_PROCESS: OnceLock<Mutex<Sender<()>>> = OnceLock::new();
+
+/// Starts this process's reaper thread; later `delete_later` calls wake it.
+pub fn run_in_thread() {
+    let (tx, rx) = channel::<()>();
+    if IN_PROCESS.set(Mutex::new(tx)).is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        while rx.recv().is_ok() {
+            // One request for everything retired meanwhile (see `reap`).
+            while rx.try_recv().is_ok() {}
+            let done = netns::host_netlink().and_then(|mut nl| plug::delete_retired(&mut nl));
+            if let Err(e) = done {
+                tracing::warn!("deleting retired veth pairs: {e}");
+            }
+        }
+    });
+}
 
 /// Deletes every retired veth pair (`plug::retire`) from a detached child
 /// process. Returns false when no process could be started; the caller
@@ -18,6 +43,9 @@ use weft_datapath::{netns, plug};
 /// reaped there; it is a zombie of weft for at most that moment. A double
 /// fork would cost this command a second process copy and a wait.
 pub fn delete_later() -> bool {
+    if let Some(tx) = IN_PROCESS.get() {
+        return tx.lock().is_ok_and(|tx| tx.send(()).is_ok());
+    }
     // SAFETY: fork in a process whose other threads (if any) hold no lock
     // the child needs: glibc's fork resets the malloc locks, and the child
     // only opens a netlink socket, sends one request and _exits.

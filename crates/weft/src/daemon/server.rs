@@ -1,0 +1,180 @@
+//! The daemon's side: accept a connection, check who sent what, run the
+//! command with a warm context, answer.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+
+use super::{net_ns, socket_path, FileId, Reply, Request};
+use crate::commands::Command;
+use crate::ops::{self, Context};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+    // Wakes the accept loop (async-signal-safe).
+    let fd = LISTENER_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: shutdown is async-signal-safe; fd is the listening socket.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+}
+
+/// What every request is checked against.
+struct Daemon {
+    state_dir: PathBuf,
+    state_dir_id: FileId,
+    net_ns: u64,
+    uid: u32,
+    /// Open contexts (database connection, host netlink socket) not in use;
+    /// a request takes one or opens one, and puts it back.
+    idle: Mutex<Vec<Context>>,
+}
+
+pub fn run(state_dir: &Path) -> Result<()> {
+    ops::context::require_net_admin()?;
+    if ops::context::cluster().is_some() {
+        bail!("weft daemon serves single-host networks; with a cluster store, run `weft agent`");
+    }
+    let first = Context::open(state_dir)?;
+    let state_dir = state_dir
+        .canonicalize()
+        .with_context(|| format!("state directory {}", state_dir.display()))?;
+    let sock = socket_path(&state_dir);
+    if UnixStream::connect(&sock).is_ok() {
+        bail!("a weft daemon already serves {}", sock.display());
+    }
+    // A socket file left by a daemon that was killed.
+    let _ = std::fs::remove_file(&sock);
+    let listener =
+        UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    let _remove = RemoveOnDrop(sock.clone());
+    LISTENER_FD.store(listener.as_raw_fd(), Ordering::SeqCst);
+    // SAFETY: the handler only touches atomics and calls shutdown.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    ops::reaper::run_in_thread();
+    let daemon = Arc::new(Daemon {
+        state_dir_id: FileId::of(&state_dir).context("state directory")?,
+        state_dir,
+        net_ns: net_ns(),
+        // SAFETY: geteuid cannot fail.
+        uid: unsafe { libc::geteuid() },
+        idle: Mutex::new(vec![first]),
+    });
+    eprintln!("weft daemon: serving {}", sock.display());
+    for conn in listener.incoming() {
+        if STOP.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else { continue };
+        let daemon = Arc::clone(&daemon);
+        std::thread::spawn(move || daemon.serve(stream));
+    }
+    eprintln!("weft daemon: stopped");
+    Ok(())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The uid of the process at the other end of a unix socket.
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+impl Daemon {
+    fn serve(&self, mut stream: UnixStream) {
+        let reply = self.handle(&mut stream);
+        if let Ok(body) = serde_json::to_vec(&reply) {
+            let _ = stream.write_all(&body);
+        }
+    }
+
+    fn handle(&self, stream: &mut UnixStream) -> Reply {
+        let declined = |why: &str| Reply::Declined { why: why.to_string() };
+        match peer_uid(stream) {
+            Some(uid) if uid == 0 || uid == self.uid => {}
+            _ => return declined("the client's user may not use this daemon"),
+        }
+        let mut body = Vec::new();
+        if stream.read_to_end(&mut body).is_err() {
+            return declined("unreadable request");
+        }
+        let Ok(req) = serde_json::from_slice::<Request>(&body) else {
+            return declined("unreadable request");
+        };
+        if req.net_ns != self.net_ns {
+            return declined("the client is in another network namespace than the daemon");
+        }
+        if req.state_dir_id != self.state_dir_id {
+            return declined("the daemon serves another state directory");
+        }
+        // Errors (bad flags, --help) are the client's to print.
+        let Ok(cli) = crate::Cli::try_parse_from(&req.args) else {
+            return declined("not a command line the daemon runs");
+        };
+        let run: Box<dyn FnOnce(&mut Context) -> Result<()>> = match cli.command {
+            Command::Attach(mut a) => {
+                a.resolve_netns(&req.cwd);
+                // The same namespace file for the daemon as for the client.
+                if req.container_ns.is_none() || FileId::of(&a.netns_file()) != req.container_ns {
+                    return declined("the daemon sees another container namespace");
+                }
+                Box::new(move |ctx| a.run_with(ctx))
+            }
+            Command::Detach(d) => Box::new(move |ctx| d.run_with(ctx)),
+            _ => return declined("only attach and detach run in the daemon"),
+        };
+        let (result, stdout) = crate::output::capture(|| self.with_context(run));
+        match result {
+            Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
+            Err(e) => Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) },
+        }
+    }
+
+    /// Runs `f` with an idle context (or a new one), as a mutating command
+    /// does: reboot reclaim first.
+    fn with_context(&self, f: impl FnOnce(&mut Context) -> Result<()>) -> Result<()> {
+        let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut ctx = match taken {
+            Some(c) => c,
+            None => Context::open(&self.state_dir)?,
+        };
+        ops::gc::reclaim_after_reboot(&mut ctx)?;
+        let r = f(&mut ctx);
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(ctx);
+        }
+        r
+    }
+}
