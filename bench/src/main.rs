@@ -13,7 +13,8 @@
 //! - `BENCH_SUBNET`  the /16 both tools use (default `10.88.0.0/16`)
 //! - `BENCH_OUT`     JSON results (default `bench/results.json`)
 //! - `BENCH_PREFIX`  prefix of every namespace made (default `wbench-PID`)
-//! - `BENCH_TOOLS`   `weft,cni` (default); one of them alone for profiling
+//! - `BENCH_TOOLS`   `weft,weftd,cni` (default): weft's CLI alone, weft's
+//!   CLI with `weft daemon` running, the reference; a subset for profiling
 //! - `BENCH_WEFT_VIA` `cli` (default) or `cni`: weft as a CNI plugin, the
 //!   same protocol and process model as the reference plugin
 
@@ -96,11 +97,16 @@ fn run() -> Result<()> {
         tmp: tmp.clone(),
         prefix,
         warmup: env_usize("BENCH_WARMUP", 3)?,
-        tools: env_or("BENCH_TOOLS", "weft,cni").split(',').map(|t| t.trim().to_string()).collect(),
+        tools: env_or("BENCH_TOOLS", "weft,weftd,cni")
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .collect(),
         weft_via_cni: env_or("BENCH_WEFT_VIA", "cli") == "cni",
     };
-    if env.tools.is_empty() || env.tools.iter().any(|t| t != "weft" && t != "cni") {
-        bail!("BENCH_TOOLS: a comma-separated list of weft, cni");
+    if env.tools.is_empty()
+        || env.tools.iter().any(|t| !["weft", "weftd", "cni"].contains(&t.as_str()))
+    {
+        bail!("BENCH_TOOLS: a comma-separated list of weft, weftd, cni");
     }
     let out = PathBuf::from(env_or("BENCH_OUT", "bench/results.json"));
 

@@ -132,7 +132,7 @@ pub fn print_table(results: &[WorkloadResult]) {
                     "{:<11} {:<6} {:<8} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>6.2}x {:>8.2} {:>7.2}x",
                     if first && op == "attach" { label.as_str() } else { "" },
                     if first { op } else { "" },
-                    if t.key == "weft" { "weft" } else { "ref" },
+                    label_of(t.key),
                     format!("{}/{}", s.count - s.failures, s.count),
                     s.p50,
                     s.p99,
@@ -146,23 +146,23 @@ pub fn print_table(results: &[WorkloadResult]) {
                 );
                 sums.push(s);
             }
-            if sums.len() < 2 {
-                continue;
+            let Some(c) = r.tools.iter().position(|t| t.key == "cni") else { continue };
+            for (k, t) in r.tools.iter().enumerate().filter(|(k, _)| *k != c) {
+                println!(
+                    "{:<11} {:<6} {:<8} {:>9} {:>7.1}x {:>7.1}x {:>7.1}x {:>52.1}x",
+                    "",
+                    "",
+                    format!("ref/{}", t.key),
+                    "",
+                    ratio(sums[c].p50, sums[k].p50),
+                    ratio(sums[c].p99, sums[k].p99),
+                    ratio(sums[c].mean, sums[k].mean),
+                    ratio(sums[c].cpu_p50, sums[k].cpu_p50)
+                );
             }
-            println!(
-                "{:<11} {:<6} {:<8} {:>9} {:>7.1}x {:>7.1}x {:>7.1}x {:>52.1}x",
-                "",
-                "",
-                "ref/weft",
-                "",
-                ratio(sums[1].p50, sums[0].p50),
-                ratio(sums[1].p99, sums[0].p99),
-                ratio(sums[1].mean, sums[0].mean),
-                ratio(sums[1].cpu_p50, sums[0].cpu_p50)
-            );
         }
         for t in &r.tools {
-            let name = if t.key == "weft" { "weft" } else { "ref" };
+            let name = label_of(t.key);
             println!(
                 "{:<11} {name}: duplicate addresses {}, missing {}, leftover veths {}, leftover records {}{}",
                 "",
@@ -188,10 +188,21 @@ pub fn print_table(results: &[WorkloadResult]) {
     }
 }
 
-/// Each target and whether weft met it in a workload.
-fn targets(r: &WorkloadResult) -> Vec<(String, bool)> {
+/// The weft variants: the CLI alone, the CLI with `weft daemon`.
+const WEFT_KEYS: [&str; 2] = ["weft", "weftd"];
+
+fn label_of(key: &str) -> &str {
+    if key == "cni" {
+        "ref"
+    } else {
+        key
+    }
+}
+
+/// Each target and whether the weft variant `key` met it in a workload.
+fn targets(r: &WorkloadResult, key: &str) -> Vec<(String, bool)> {
     let mut out = Vec::new();
-    let Some(w) = tool(r, "weft") else { return out };
+    let Some(w) = tool(r, key) else { return out };
     let c = tool(r, "cni");
     for (op, ws, cs) in
         [("attach", &w.attach, c.map(|c| &c.attach)), ("detach", &w.detach, c.map(|c| &c.detach))]
@@ -221,23 +232,23 @@ fn targets(r: &WorkloadResult) -> Vec<(String, bool)> {
         ));
     }
     let failures = sa.failures + Summary::of(&w.detach).failures;
-    out.push((format!("weft failures {failures} == 0"), failures == 0));
+    out.push((format!("{key} failures {failures} == 0"), failures == 0));
     let clean = w.duplicate_addresses == 0 && w.leftover_veths == 0 && w.leftover_records == 0;
-    out.push(("weft: distinct addresses, nothing left after detach".to_string(), clean));
+    out.push((format!("{key}: distinct addresses, nothing left after detach"), clean));
     out
 }
 
 pub fn print_targets(results: &[WorkloadResult]) {
-    println!("\ntargets (weft):");
-    for r in results {
-        let list = targets(r);
-        let line: Vec<String> = list
-            .iter()
-            .map(|(what, ok)| format!("{} {what}", if *ok { "PASS" } else { "MISS" }))
-            .collect();
-        println!("  {}:", r.spec.name);
-        for l in line {
-            println!("    {l}");
+    for key in WEFT_KEYS {
+        if !results.iter().any(|r| tool(r, key).is_some()) {
+            continue;
+        }
+        println!("\ntargets ({key}):");
+        for r in results {
+            println!("  {}:", r.spec.name);
+            for (what, ok) in targets(r, key) {
+                println!("    {} {what}", if ok { "PASS" } else { "MISS" });
+            }
         }
     }
 }
@@ -283,24 +294,32 @@ pub fn write_json(
     let workloads: Vec<Value> = results
         .iter()
         .map(|r| {
-            let (w, c) = (tool(r, "weft"), tool(r, "cni"));
-            let mut ratios = serde_json::Map::new();
-            if let (Some(w), Some(c)) = (w, c) {
-                for (op, ws, cs) in
-                    [("attach", &w.attach, &c.attach), ("detach", &w.detach, &c.detach)]
-                {
-                    let (sw, sc) = (Summary::of(ws), Summary::of(cs));
-                    ratios.insert(format!("{op}_p50"), round(ratio(sc.p50, sw.p50)));
-                    ratios.insert(format!("{op}_p99"), round(ratio(sc.p99, sw.p99)));
-                    ratios.insert(format!("{op}_mean"), round(ratio(sc.mean, sw.mean)));
-                    ratios.insert(format!("{op}_cpu_p50"), round(ratio(sc.cpu_p50, sw.cpu_p50)));
+            let c = tool(r, "cni");
+            let mut doc = serde_json::Map::new();
+            for key in WEFT_KEYS {
+                let Some(w) = tool(r, key) else { continue };
+                let mut ratios = serde_json::Map::new();
+                if let Some(c) = c {
+                    for (op, ws, cs) in
+                        [("attach", &w.attach, &c.attach), ("detach", &w.detach, &c.detach)]
+                    {
+                        let (sw, sc) = (Summary::of(ws), Summary::of(cs));
+                        ratios.insert(format!("{op}_p50"), round(ratio(sc.p50, sw.p50)));
+                        ratios.insert(format!("{op}_p99"), round(ratio(sc.p99, sw.p99)));
+                        ratios.insert(format!("{op}_mean"), round(ratio(sc.mean, sw.mean)));
+                        ratios
+                            .insert(format!("{op}_cpu_p50"), round(ratio(sc.cpu_p50, sw.cpu_p50)));
+                    }
                 }
+                let targets: Vec<Value> = targets(r, key)
+                    .into_iter()
+                    .map(|(what, ok)| json!({"target": what, "met": ok}))
+                    .collect();
+                doc.insert(key.to_string(), tool_json(w));
+                doc.insert(format!("ratio_ref_over_{key}"), Value::Object(ratios));
+                doc.insert(format!("{key}_targets"), Value::Array(targets));
             }
-            let targets: Vec<Value> = targets(r)
-                .into_iter()
-                .map(|(what, ok)| json!({"target": what, "met": ok}))
-                .collect();
-            json!({
+            let mut v = json!({
                 "name": r.spec.name,
                 "kind": if r.spec.workers > 1 { "parallel" } else { "sequential" },
                 "n": r.spec.n,
@@ -309,17 +328,19 @@ pub fn write_json(
                 "machine_busy_pct": round(r.machine_busy_pct),
                 "loadavg_before": r.loadavg_before,
                 "loadavg_after": r.loadavg_after,
-                "weft": w.map(tool_json),
                 "reference": c.map(tool_json),
-                "ratio_ref_over_weft": ratios,
-                "weft_targets": targets,
-            })
+            });
+            if let Value::Object(m) = &mut v {
+                m.extend(doc);
+            }
+            v
         })
         .collect();
     let doc = json!({
         "started_unix": started.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "method": "each attach/detach is one process (spawn to exit, output read) run in a sandbox \
-                   host netns; weft and the reference CNI bridge+host-local (ipMasq, isGateway, /16) \
+                   host netns; weft (CLI alone), weftd (CLI with `weft daemon` running, its CPU \
+                   added to each operation's) and the reference CNI bridge+host-local (ipMasq, isGateway, /16) \
                    interleaved per operation (sequential) or in alternating rounds (parallel); \
                    sequential: attach 0..N then detach 0..N; times in ms; p = nearest rank",
         "machine": machine,

@@ -28,6 +28,9 @@ pub enum Tool {
         /// Invoke weft as a CNI plugin (env + this config on stdin) rather
         /// than through its CLI.
         cni_conf: Option<String>,
+        /// Some: the CLI hands its commands to `weft daemon` (started in
+        /// `setup`, stopped when the tool is dropped).
+        daemon: Option<Daemon>,
     },
     /// The reference CNI `bridge` plugin with `host-local` IPAM.
     Cni { cni_path: PathBuf, conf: String },
@@ -54,8 +57,45 @@ pub struct Sample {
     pub addr: Option<String>,
 }
 
+/// A running `weft daemon`.
+#[derive(Default)]
+pub struct Daemon {
+    child: std::sync::Mutex<Option<std::process::Child>>,
+    pid: std::sync::atomic::AtomicI32,
+}
+
+impl Daemon {
+    /// CPU time the daemon has used so far (all its threads, also those
+    /// that ended): its share of an operation is the difference.
+    fn cpu(&self) -> Duration {
+        let pid = self.pid.load(std::sync::atomic::Ordering::SeqCst);
+        let mut clock: libc::clockid_t = 0;
+        // SAFETY: plain out-pointers; pid is our child.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe {
+            if pid <= 0
+                || libc::clock_getcpuclockid(pid, &mut clock) != 0
+                || libc::clock_gettime(clock, &mut ts) != 0
+            {
+                return Duration::ZERO;
+            }
+        }
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.lock().ok().and_then(|mut c| c.take()) {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Tool {
-    pub fn weft(bin: &Path, state_dir: &Path, via_cni: bool, subnet: &str) -> Tool {
+    pub fn weft(bin: &Path, state_dir: &Path, via_cni: bool, subnet: &str, daemon: bool) -> Tool {
         let cni_conf = via_cni.then(|| {
             serde_json::json!({
                 "cniVersion": "1.0.0",
@@ -66,7 +106,12 @@ impl Tool {
             })
             .to_string()
         });
-        Tool::Weft { bin: bin.to_path_buf(), state_dir: state_dir.to_path_buf(), cni_conf }
+        Tool::Weft {
+            bin: bin.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            cni_conf,
+            daemon: daemon.then(Daemon::default),
+        }
     }
 
     /// ipMasq and isGateway on, a /16, host-local keeping its leases in
@@ -91,7 +136,8 @@ impl Tool {
 
     pub fn key(&self) -> &'static str {
         match self {
-            Tool::Weft { .. } => "weft",
+            Tool::Weft { daemon: None, .. } => "weft",
+            Tool::Weft { daemon: Some(_), .. } => "weftd",
             Tool::Cni { .. } => "cni",
         }
     }
@@ -100,14 +146,17 @@ impl Tool {
     /// first; the CNI plugin makes its bridge on the first ADD.
     pub fn setup(&self, host: &Ns, subnet: &str) -> Result<()> {
         match self {
-            Tool::Weft { bin, state_dir, .. } => {
-                let bin = bin.to_string_lossy();
+            Tool::Weft { bin, state_dir, daemon, .. } => {
+                let bin_s = bin.to_string_lossy();
                 let dir = state_dir.to_string_lossy();
                 sandbox::run_in(
                     host,
-                    &bin,
+                    &bin_s,
                     &["--state-dir", &dir, "network", "create", NETWORK, "--subnet", subnet],
                 )?;
+                if let Some(d) = daemon {
+                    start_daemon(host, bin, state_dir, d)?;
+                }
                 Ok(())
             }
             Tool::Cni { .. } => Ok(()),
@@ -121,9 +170,12 @@ impl Tool {
                 cni_env(&mut cmd, op, c, Path::new("/usr/lib/cni"));
                 (cmd, Some(conf.as_bytes()))
             }
-            Tool::Weft { bin, state_dir, cni_conf: None } => {
+            Tool::Weft { bin, state_dir, cni_conf: None, daemon } => {
                 let mut cmd = Command::new(bin);
                 cmd.env_clear().env("PATH", PATH).arg("--state-dir").arg(state_dir);
+                // Through the daemon or not at all: a silent fallback would
+                // measure the other mode.
+                cmd.env("WEFT_DAEMON", if daemon.is_some() { "require" } else { "off" });
                 match op {
                     Op::Attach => {
                         cmd.args(["attach", NETWORK, &c.id, "--json", "--netns"]).arg(&c.ns.path)
@@ -148,10 +200,18 @@ impl Tool {
         cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        let daemon = match self {
+            Tool::Weft { daemon: Some(d), .. } => Some(d),
+            _ => None,
+        };
+        let daemon_cpu0 = daemon.map(Daemon::cpu);
         let t0 = Instant::now();
-        let result = spawn_and_reap(&mut cmd, input);
+        let mut result = spawn_and_reap(&mut cmd, input);
         let dur = t0.elapsed();
         let start = t0.duration_since(epoch);
+        if let (Some(d), Some(c0), Ok(done)) = (daemon, daemon_cpu0, result.as_mut()) {
+            done.cpu += d.cpu().saturating_sub(c0);
+        }
         match result {
             Ok(done) if done.success => Sample {
                 start,
@@ -268,6 +328,34 @@ fn spawn_and_reap(cmd: &mut Command, input: Option<&[u8]>) -> Result<Done> {
         stderr,
         cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
     })
+}
+
+/// Starts `weft daemon` in the sandbox host and waits for its socket.
+fn start_daemon(host: &Ns, bin: &Path, state_dir: &Path, d: &Daemon) -> Result<()> {
+    let child = sandbox::in_netns(host, || {
+        Command::new(bin)
+            .env_clear()
+            .env("PATH", PATH)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn weft daemon")
+    })??;
+    d.pid.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+    *d.child.lock().expect("not poisoned") = Some(child);
+    let sock = state_dir.join("weft.sock");
+    let t0 = Instant::now();
+    while !sock.exists() {
+        if t0.elapsed() > Duration::from_secs(5) {
+            bail!("weft daemon did not create {}", sock.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
 }
 
 /// Checks that `bin` exists and is executable before anything is built.

@@ -31,7 +31,8 @@ pub struct Env {
     pub prefix: String,
     /// Untimed attach+detach cycles per tool before each workload.
     pub warmup: usize,
-    /// Which tools run: "weft", "cni" (normally both).
+    /// Which tools run: "weft" (CLI), "weftd" (CLI with `weft daemon`),
+    /// "cni" (normally all three).
     pub tools: Vec<String>,
     /// Drive weft through the CNI protocol instead of its CLI.
     pub weft_via_cni: bool,
@@ -116,7 +117,8 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
     let _cleanup_dir = RemoveDir(dir.clone());
 
     let tools: Vec<Tool> = [
-        Tool::weft(&env.weft_bin, &dir.join("weft-state"), env.weft_via_cni, &env.subnet),
+        Tool::weft(&env.weft_bin, &dir.join("weft-state"), env.weft_via_cni, &env.subnet, false),
+        Tool::weft(&env.weft_bin, &dir.join("weftd-state"), false, &env.subnet, true),
         Tool::cni(&env.cni_path, &env.subnet, &dir.join("cni-data")),
     ]
     .into_iter()

@@ -23,9 +23,7 @@ impl Detach {
 
     /// Runs with an open context (the daemon keeps its contexts open).
     pub fn run_with(self, ctx: &mut Context) -> Result<()> {
-        for ep in
-            endpoint::detach(ctx, &self.network, &self.container, self.ifname.as_deref())?
-        {
+        for ep in endpoint::detach(ctx, &self.network, &self.container, self.ifname.as_deref())? {
             output::line(&format!("{} {} {}", ep.container, ep.network, ep.address.addr()));
         }
         Ok(())

@@ -73,8 +73,8 @@ fn try_forward() -> Result<ExitCode, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("working directory: {e}"))?;
     let state_dir = cwd.join(line.state_dir);
     let sock = socket_path(&state_dir);
-    let mut stream = UnixStream::connect(&sock)
-        .map_err(|e| format!("no daemon at {}: {e}", sock.display()))?;
+    let mut stream =
+        UnixStream::connect(&sock).map_err(|e| format!("no daemon at {}: {e}", sock.display()))?;
     let state_dir_id = FileId::of(&state_dir).ok_or("state directory unreadable")?;
     // The command reports a missing namespace better than a refusal would.
     let container_ns = match line.netns_file {

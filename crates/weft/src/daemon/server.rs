@@ -29,6 +29,9 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
+/// A command, ready to run with a context.
+type Job = dyn FnOnce(&mut Context) -> Result<()>;
+
 /// What every request is checked against.
 struct Daemon {
     state_dir: PathBuf,
@@ -143,7 +146,7 @@ impl Daemon {
         let Ok(cli) = crate::Cli::try_parse_from(&req.args) else {
             return declined("not a command line the daemon runs");
         };
-        let run: Box<dyn FnOnce(&mut Context) -> Result<()>> = match cli.command {
+        let run: Box<Job> = match cli.command {
             Command::Attach(mut a) => {
                 a.resolve_netns(&req.cwd);
                 // The same namespace file for the daemon as for the client.
@@ -158,7 +161,9 @@ impl Daemon {
         let (result, stdout) = crate::output::capture(|| self.with_context(run));
         match result {
             Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
-            Err(e) => Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) },
+            Err(e) => {
+                Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) }
+            }
         }
     }
 
