@@ -70,8 +70,8 @@ impl Daemon {
     fn cpu(&self) -> Duration {
         let pid = self.pid.load(std::sync::atomic::Ordering::SeqCst);
         let mut clock: libc::clockid_t = 0;
-        // SAFETY: plain out-pointers; pid is our child.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: plain out-pointers to locals; pid is our child.
         unsafe {
             if pid <= 0
                 || libc::clock_getcpuclockid(pid, &mut clock) != 0
