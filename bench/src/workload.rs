@@ -1,8 +1,12 @@
 //! One workload, run for weft and for the reference plugin in the same
 //! run, interleaved so that machine noise hits both:
 //!
-//! - sequential: attach containers 0..N one by one (the tool that goes
-//!   first alternates per container), then detach them in the same order.
+//! - sequential: attach containers 0..N, then detach them in the same
+//!   order; the tools take turns in blocks of `block` containers (which
+//!   tool goes first rotates per block), each turn after a short pause so
+//!   that the previous turn's deferred kernel work (the reference's device
+//!   deletions wait ~20 ms for RCU in kernel threads) is not timed as the
+//!   next tool's.
 //!   N endpoints exist at the end of the attach phase, so the last 10% of
 //!   attaches measure a network that already holds 0.9 N endpoints.
 //! - parallel: W workers per tool, N containers in total; the tools take
@@ -36,6 +40,12 @@ pub struct Env {
     pub tools: Vec<String>,
     /// Drive weft through the CNI protocol instead of its CLI.
     pub weft_via_cni: bool,
+    /// Sequential: operations per tool per turn (1: strict alternation).
+    pub block: usize,
+    /// Pause before each tool's turn, so that the kernel's deferred work of
+    /// the previous turn (another tool's, mostly: the reference's device
+    /// deletions and process exits) is not charged to this one.
+    pub settle: Duration,
 }
 
 pub struct Spec {
@@ -163,9 +173,9 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
     for op in [Op::Attach, Op::Detach] {
         eprintln!("[{}] {:?} phase", spec.name, op);
         if spec.workers <= 1 {
-            sequential(&mut sides, op, epoch, &spec.name)?;
+            sequential(&mut sides, op, epoch, &spec.name, env.block.max(1), env.settle)?;
         } else {
-            parallel(&mut sides, op, epoch, spec.workers, spec.chunk.max(1))?;
+            parallel(&mut sides, op, epoch, spec.workers, spec.chunk.max(1), env.settle)?;
         }
     }
 
@@ -229,22 +239,40 @@ fn warm_up(sides: &[Side], cycles: usize) -> Result<()> {
     Ok(())
 }
 
-fn sequential(sides: &mut [Side], op: Op, epoch: Instant, name: &str) -> Result<()> {
+/// Containers 0..N in blocks: each tool in turn runs the block's
+/// operations back to back (which tool goes first rotates per block).
+fn sequential(
+    sides: &mut [Side],
+    op: Op,
+    epoch: Instant,
+    name: &str,
+    block: usize,
+    settle: Duration,
+) -> Result<()> {
     let n = sides[0].containers.len();
-    for i in 0..n {
+    let n_tools = sides.len();
+    let mut reported = 0;
+    for (b, first) in (0..n).step_by(block).enumerate() {
         crate::check_interrupted()?;
-        // Alternate which tool goes first.
-        let n_tools = sides.len();
+        let range = first..(first + block).min(n);
         for k in 0..n_tools {
-            let side = &mut sides[(i + k) % n_tools];
-            let s = in_netns(side.host, || side.tool.run(op, &side.containers[i], epoch))?;
+            let side = &mut sides[(b + k) % n_tools];
+            std::thread::sleep(settle);
+            let samples = in_netns(side.host, || {
+                range
+                    .clone()
+                    .map(|i| side.tool.run(op, &side.containers[i], epoch))
+                    .collect::<Vec<_>>()
+            })?;
             match op {
-                Op::Attach => side.attach.push(s),
-                Op::Detach => side.detach.push(s),
+                Op::Attach => side.attach.extend(samples),
+                Op::Detach => side.detach.extend(samples),
             }
         }
-        if (i + 1) % (n / 10).max(1) == 0 {
-            eprintln!("[{name}] {op:?} {}/{n}", i + 1);
+        let done = range.end;
+        if done * 10 / n > reported {
+            reported = done * 10 / n;
+            eprintln!("[{name}] {op:?} {done}/{n}");
         }
     }
     Ok(())
@@ -256,6 +284,7 @@ fn parallel(
     epoch: Instant,
     workers: usize,
     chunk: usize,
+    settle: Duration,
 ) -> Result<()> {
     let n = sides[0].containers.len();
     // Worker w owns containers w, w + W, w + 2W, ...
@@ -267,6 +296,7 @@ fn parallel(
         let n_tools = sides.len();
         for k in 0..n_tools {
             let side = &mut sides[(r + k) % n_tools];
+            std::thread::sleep(settle);
             let samples = std::thread::scope(|s| {
                 let handles: Vec<_> = per_worker
                     .iter()

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{net_ns, socket_path, FileId, Reply, Request};
+use super::{net_ns, socket_path, FileId, Reply, Request, VERSION};
 
 /// Longer than any attach waits for the store's lock (10 s).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -81,7 +81,15 @@ fn try_forward() -> Result<ExitCode, String> {
         Some(p) => Some(FileId::of(&cwd.join(p)).ok_or("container namespace not found")?),
         None => None,
     };
-    let req = Request { args, state_dir, cwd, net_ns: net_ns(), state_dir_id, container_ns };
+    let req = Request {
+        version: VERSION.to_string(),
+        args,
+        state_dir,
+        cwd,
+        net_ns: net_ns(),
+        state_dir_id,
+        container_ns,
+    };
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     stream.write_all(&body).map_err(|e| format!("send to daemon: {e}"))?;
     stream.shutdown(std::net::Shutdown::Write).map_err(|e| format!("send to daemon: {e}"))?;

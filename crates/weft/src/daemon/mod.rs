@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
 pub struct Request {
+    /// The client's weft version: a daemon of another version (weft was
+    /// upgraded while it ran) declines.
+    pub version: String,
     /// The client's whole command line, program name first.
     pub args: Vec<String>,
     /// The state directory the client resolved (absolute).
@@ -68,6 +71,8 @@ pub enum Reply {
     /// Not for the daemon; the client runs it itself.
     Declined { why: String },
 }
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("weft.sock")

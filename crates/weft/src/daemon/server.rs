@@ -136,6 +136,9 @@ impl Daemon {
         let Ok(req) = serde_json::from_slice::<Request>(&body) else {
             return declined("unreadable request");
         };
+        if req.version != super::VERSION {
+            return declined("the daemon runs another version of weft; restart it");
+        }
         if req.net_ns != self.net_ns {
             return declined("the client is in another network namespace than the daemon");
         }
