@@ -240,3 +240,33 @@ fn parallel_clients_get_distinct_addresses_through_the_daemon() {
     let ports = sb.host.ip_json("link show master weft-pn");
     assert_eq!(ports.as_array().map(Vec::len), Some(WORKERS * PER));
 }
+
+#[test]
+fn stopping_the_daemon_lets_running_commands_finish() {
+    const N: usize = 12;
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "tn", "--subnet", "10.66.0.0/24"]);
+    let daemon = Daemon::start(&sb);
+    for i in 0..N {
+        sb.container(&format!("t{i}"));
+    }
+    // Attaches race the SIGTERM: each is served by the daemon, which
+    // finishes it before exiting, or finds no daemon and runs locally.
+    let results: Vec<Run> = std::thread::scope(|s| {
+        let sb = &sb;
+        let handles: Vec<_> = (0..N)
+            .map(|i| s.spawn(move || weft_with(sb, "auto", &["attach", "tn", &sb.c(i).name])))
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        daemon.signal(libc::SIGTERM);
+        handles.into_iter().map(|h| h.join().expect("attach thread")).collect()
+    });
+    for r in &results {
+        assert!(r.ok, "attach failed: {}", r.stderr);
+    }
+    let eps = sb.endpoints();
+    assert_eq!(eps.len(), N);
+    assert!(eps.iter().all(|e| e["state"] == "ready"), "half-done endpoints: {eps:?}");
+    let ports = sb.host.ip_json("link show master weft-tn");
+    assert_eq!(ports.as_array().map(Vec::len), Some(N));
+}

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _, Result};
@@ -17,16 +17,10 @@ use crate::commands::Command;
 use crate::ops::{self, Context};
 
 static STOP: AtomicBool = AtomicBool::new(false);
-static LISTENER_FD: AtomicI32 = AtomicI32::new(-1);
 
+/// The signal also interrupts the accept loop's poll.
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
-    // Wakes the accept loop (async-signal-safe).
-    let fd = LISTENER_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: shutdown is async-signal-safe; fd is the listening socket.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    }
 }
 
 /// A command, ready to run with a context.
@@ -41,7 +35,13 @@ struct Daemon {
     /// Open contexts (database connection, host netlink socket) not in use;
     /// a request takes one or opens one, and puts it back.
     idle: Mutex<Vec<Context>>,
+    /// Requests being served: a stopping daemon lets them finish, so a
+    /// SIGTERM never leaves an attach half done.
+    busy: AtomicUsize,
 }
+
+/// How long a stopping daemon waits for the requests it is serving.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub fn run(state_dir: &Path) -> Result<()> {
     ops::context::require_net_admin()?;
@@ -62,8 +62,7 @@ pub fn run(state_dir: &Path) -> Result<()> {
         UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
     let _remove = RemoveOnDrop(sock.clone());
-    LISTENER_FD.store(listener.as_raw_fd(), Ordering::SeqCst);
-    // SAFETY: the handler only touches atomics and calls shutdown.
+    // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
@@ -76,15 +75,37 @@ pub fn run(state_dir: &Path) -> Result<()> {
         // SAFETY: geteuid cannot fail.
         uid: unsafe { libc::geteuid() },
         idle: Mutex::new(vec![first]),
+        busy: AtomicUsize::new(0),
     });
     eprintln!("weft daemon: serving {}", sock.display());
-    for conn in listener.incoming() {
-        if STOP.load(Ordering::SeqCst) {
-            break;
+    while !STOP.load(Ordering::SeqCst) {
+        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd. A signal ends the wait early (EINTR).
+        if unsafe { libc::poll(&mut pfd, 1, 500) } <= 0 {
+            continue;
         }
-        let Ok(stream) = conn else { continue };
-        let daemon = Arc::clone(&daemon);
-        std::thread::spawn(move || daemon.serve(stream));
+        if let Ok((stream, _)) = listener.accept() {
+            Arc::clone(&daemon).spawn(stream);
+        }
+    }
+    // Stopping. New clients find no socket and run commands themselves;
+    // those already connected (waiting in the backlog, their request
+    // sent) are served, not reset: they could not tell whether a reset
+    // command had run.
+    let _ = std::fs::remove_file(&sock);
+    listener.set_nonblocking(true)?;
+    while let Ok((stream, _)) = listener.accept() {
+        Arc::clone(&daemon).spawn(stream);
+    }
+    let t0 = std::time::Instant::now();
+    while daemon.busy.load(Ordering::SeqCst) > 0 && t0.elapsed() < DRAIN {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The pairs detached last, not left to `weft gc`.
+    if let Err(e) = weft_datapath::netns::host_netlink()
+        .and_then(|mut nl| weft_datapath::plug::delete_retired(&mut nl))
+    {
+        tracing::warn!("deleting retired veth pairs: {e}");
     }
     eprintln!("weft daemon: stopped");
     Ok(())
@@ -116,6 +137,14 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 }
 
 impl Daemon {
+    fn spawn(self: Arc<Self>, stream: UnixStream) {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            self.serve(stream);
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
     fn serve(&self, mut stream: UnixStream) {
         let reply = self.handle(&mut stream);
         if let Ok(body) = serde_json::to_vec(&reply) {
