@@ -569,3 +569,25 @@ fn failed_network_create_leaves_no_bridge_behind() {
     refused(&sb, &["network", "create", "b", "--subnet", "172.20.28.0/24"], "weft-b");
     assert_eq!(sb.nft_set("bridges").unwrap(), vec!["weft-a"]);
 }
+
+/// A Linux bridge has at most 1023 ports. The bridge is filled to one free
+/// port with veth pairs: one more attach takes it, the next is
+/// refused with an error that says why, and leaves nothing behind.
+#[test]
+fn a_full_bridge_is_a_clear_error() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "full", "--subnet", "10.71.0.0/16"]);
+    let batch: String = (0..1022)
+        .map(|i| format!("link add wfd{i} master weft-full type veth peer name wfp{i}\n"))
+        .collect();
+    let mut ip = sb.host.command("ip");
+    ip.args(["-batch", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = ip.spawn().expect("spawn ip -batch");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), batch.as_bytes())
+        .expect("write batch");
+    assert!(child.wait().expect("ip -batch").success(), "filler ports not created");
+    let (a, b) = (sb.container("a"), sb.container("b"));
+    sb.attach("full", a, &[]);
+    let e = refused(&sb, &["attach", "full", &sb.c(b).name.clone()], "at most 1023");
+    assert!(e.contains("no free port"), "{e}");
+}

@@ -18,6 +18,9 @@ use crate::link::up_flags;
 use crate::netlink::Netlink;
 use crate::netns::Netns;
 
+/// Ports a Linux bridge can have (`BR_MAX_PORTS` - 1).
+pub const MAX_BRIDGE_PORTS: usize = 1023;
+
 pub struct PlugSpec<'a> {
     /// Index of the network's bridge in the host namespace.
     pub bridge_index: u32,
@@ -108,6 +111,12 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
                 spec.host_veth,
                 spec.ifname,
                 netns.path().display()
+            ))
+        } else if e.raw_os_error() == Some(libc::EXFULL) {
+            // Port numbers of a Linux bridge are 10 bits, 0 reserved.
+            DatapathError::Other(format!(
+                "the network's bridge has no free port: a Linux bridge holds at most {MAX_BRIDGE_PORTS} \
+                 interfaces; spread the containers over more networks"
             ))
         } else {
             DatapathError::Kernel {
