@@ -9,7 +9,7 @@
 //! - `BENCH_PAR_N`   parallel workload size, 0 to skip (default `200`)
 //! - `BENCH_WORKERS` parallel workers per tool (default `4`)
 //! - `BENCH_CHUNK`   parallel: operations per worker per turn (default `10`)
-//! - `BENCH_BLOCK`   sequential: operations per tool per turn (default `10`;
+//! - `BENCH_BLOCK`   sequential: operations per tool per turn (default `50`;
 //!   `1` alternates the tools at every operation)
 //! - `BENCH_SETTLE_MS` pause before each turn (default `50`), so that one
 //!   tool's deferred kernel work (device deletion's RCU wait, process exit)
@@ -107,7 +107,7 @@ fn run() -> Result<()> {
             .map(|t| t.trim().to_string())
             .collect(),
         weft_via_cni: env_or("BENCH_WEFT_VIA", "cli") == "cni",
-        block: env_usize("BENCH_BLOCK", 10)?,
+        block: env_usize("BENCH_BLOCK", 50)?,
         settle: std::time::Duration::from_millis(env_usize("BENCH_SETTLE_MS", 50)? as u64),
     };
     if env.tools.is_empty()
