@@ -270,3 +270,39 @@ fn stopping_the_daemon_lets_running_commands_finish() {
     let ports = sb.host.ip_json("link show master weft-tn");
     assert_eq!(ports.as_array().map(Vec::len), Some(N));
 }
+
+#[test]
+fn cni_add_and_del_through_the_daemon() {
+    let mut sb = Sandbox::new();
+    // No network yet: the first ADD makes it, inside the daemon.
+    let _daemon = Daemon::start(&sb);
+    let c = sb.container("c");
+    let ns = sb.c(c).path.to_str().unwrap().to_string();
+    let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "cn", "type": "weft", "subnet": "10.67.0.0/24"});
+    let env = |cmd: &'static str, id: &'static str| {
+        vec![
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", id),
+            ("CNI_NETNS", ns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("WEFT_DAEMON", "require"),
+        ]
+    };
+    let r = sb.cni(&env("ADD", "ctr1"), &conf);
+    assert!(r.ok, "ADD through the daemon: {} {}", r.raw, r.stderr);
+    assert_eq!(r.stdout["cniVersion"], "1.0.0");
+    assert_eq!(r.stdout["ips"][0]["address"], "10.67.0.2/24", "{}", r.raw);
+    assert_eq!(sb.c(c).ip_json("addr show eth0")[0]["addr_info"][0]["local"], "10.67.0.2");
+    assert_eq!(sb.host.ip_json("link show master weft-cn").as_array().map(Vec::len), Some(1));
+
+    // A failure comes back as the plugin's error JSON, nothing left.
+    let r = sb.cni(&env("ADD", "ctr2"), &conf);
+    assert!(!r.ok, "second eth0 in the same namespace: {}", r.raw);
+    assert!(r.stdout["code"].is_number() && r.stdout["msg"].is_string(), "{}", r.raw);
+    assert_eq!(sb.endpoints().len(), 1);
+
+    let r = sb.cni(&env("DEL", "ctr1"), &conf);
+    assert!(r.ok && r.raw.trim().is_empty(), "DEL through the daemon: {} {}", r.raw, r.stderr);
+    assert!(sb.endpoints().is_empty());
+    eventually("eth0 is gone from the container", || !sb.c(c).try_sh("ip link show eth0"));
+}

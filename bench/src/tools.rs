@@ -165,9 +165,10 @@ impl Tool {
 
     fn command(&self, op: Op, c: &Container) -> (Command, Option<&[u8]>) {
         match self {
-            Tool::Weft { bin, cni_conf: Some(conf), .. } => {
+            Tool::Weft { bin, cni_conf: Some(conf), daemon, .. } => {
                 let mut cmd = Command::new(bin);
                 cni_env(&mut cmd, op, c, Path::new("/usr/lib/cni"));
+                cmd.env("WEFT_DAEMON", if daemon.is_some() { "require" } else { "off" });
                 (cmd, Some(conf.as_bytes()))
             }
             Tool::Weft { bin, state_dir, cni_conf: None, daemon } => {

@@ -128,7 +128,7 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
 
     let tools: Vec<Tool> = [
         Tool::weft(&env.weft_bin, &dir.join("weft-state"), env.weft_via_cni, &env.subnet, false),
-        Tool::weft(&env.weft_bin, &dir.join("weftd-state"), false, &env.subnet, true),
+        Tool::weft(&env.weft_bin, &dir.join("weftd-state"), env.weft_via_cni, &env.subnet, true),
         Tool::cni(&env.cni_path, &env.subnet, &dir.join("cni-data")),
     ]
     .into_iter()

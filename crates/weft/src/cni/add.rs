@@ -8,17 +8,21 @@ use weft_cni::{CniError, CniResult, Code, Invocation, NetConf, Version};
 use weft_model::{Endpoint, EndpointKey, EndpointState, Network};
 use weft_store::StoreError;
 
-use super::{mutating, to_cni};
+use super::to_cni;
 use crate::ops::endpoint::{self, host_veth_mac, AttachRequest, NetnsRef};
 use crate::ops::{network, Context};
 
-pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, CniError> {
+pub fn add(
+    ctx: &mut Context,
+    inv: &Invocation,
+    conf: &NetConf,
+    v: Version,
+) -> Result<CniResult, CniError> {
     // Checked before anything is created: a bad CNI_NETNS must leave no
     // network behind either.
     weft_datapath::Netns::open(&inv.netns)
         .map_err(|e| CniError::new(Code::InvalidEnvironment, format!("CNI_NETNS: {e}")))?;
-    let mut ctx = mutating(conf)?;
-    let net = ensure_network(&mut ctx, conf)?;
+    let net = ensure_network(ctx, conf)?;
     let key = EndpointKey {
         network: net.name.clone(),
         container: inv.container_id.clone(),
@@ -30,7 +34,7 @@ pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, Cn
         Some(ep) if ep.state == EndpointState::Ready && ep.netns == inv.netns => ep,
         existing => {
             if let Some(old) = existing {
-                endpoint::teardown(&mut ctx, &old).map_err(to_cni)?;
+                endpoint::teardown(ctx, &old).map_err(to_cni)?;
             }
             let ips = conf.requested_ips(inv.arg("IP"))?;
             let req = AttachRequest {
@@ -50,7 +54,7 @@ pub fn add(inv: &Invocation, conf: &NetConf, v: Version) -> Result<CniResult, Cn
                 ports: conf.requested_ports()?,
                 aliases: Vec::new(),
             };
-            endpoint::attach(&mut ctx, &req).map_err(to_cni)?
+            endpoint::attach(ctx, &req).map_err(to_cni)?
         }
     };
     let mine = result_for(&net, &ep);
@@ -154,15 +158,14 @@ pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
 
 /// DEL succeeds whenever the endpoint is gone afterwards: unknown network,
 /// unknown container, namespace already deleted, second DEL.
-pub fn del(inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
-    let mut ctx = mutating(conf)?;
+pub fn del(ctx: &mut Context, inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
     let key = EndpointKey {
         network: conf.name.clone(),
         container: inv.container_id.clone(),
         ifname: inv.ifname.clone(),
     };
     if let Some(ep) = ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
-        endpoint::teardown(&mut ctx, &ep).map_err(to_cni)?;
+        endpoint::teardown(ctx, &ep).map_err(to_cni)?;
     }
     Ok(())
 }

@@ -20,25 +20,61 @@ pub use errors::to_cni;
 
 /// Entry point when the process was started as a CNI plugin.
 pub fn main() -> ExitCode {
-    let mut version_hint = String::new();
-    match run(&mut version_hint) {
-        Ok(out) => {
-            if let Some(v) = out {
-                let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "{v}");
-            }
-            ExitCode::SUCCESS
+    let mut input = Vec::new();
+    let read = std::io::stdin()
+        .take(weft_cni::MAX_CONFIG_BYTES as u64 + 1)
+        .read_to_end(&mut input)
+        .map_err(|e| CniError::new(Code::Io, format!("read config from stdin: {e}")));
+    if read.is_ok() {
+        if let Some(code) = crate::daemon::client::forward_cni(&input) {
+            return code;
         }
+    }
+    let mut version_hint = String::new();
+    let (stdout, ok) = reply(read.and_then(|_| run(&input, &mut version_hint)), &version_hint);
+    let _ = std::io::stdout().lock().write_all(stdout.as_bytes());
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// What the plugin prints for an outcome (result or error JSON), and
+/// whether it succeeded.
+pub fn reply(
+    outcome: Result<Option<serde_json::Value>, CniError>,
+    version_hint: &str,
+) -> (String, bool) {
+    match outcome {
+        Ok(Some(v)) => (format!("{v}\n"), true),
+        Ok(None) => (String::new(), true),
         Err(e) => {
-            let e = e.in_version(&version_hint);
-            println!("{}", e.to_json());
+            let e = e.in_version(version_hint);
             tracing::warn!(code = e.code, "{}", e.msg);
-            ExitCode::FAILURE
+            (format!("{}\n", e.to_json()), false)
         }
     }
 }
 
-fn run(version_hint: &mut String) -> Result<Option<serde_json::Value>, CniError> {
+/// ADD or DEL with an open context: how `weft daemon` runs them for a
+/// plugin process (the state directory was checked by then).
+pub fn call_with(
+    ctx: &mut Context,
+    inv: &Invocation,
+    input: &[u8],
+    version_hint: &mut String,
+) -> Result<Option<serde_json::Value>, CniError> {
+    let (conf, v) = NetConf::parse(input)?;
+    *version_hint = conf.cni_version.clone();
+    match inv.command {
+        Command::Add => add::add(ctx, inv, &conf, v).map(|r| Some(r.to_json(v))),
+        Command::Del => add::del(ctx, inv, &conf).map(|()| None),
+        _ => Err(CniError::new(Code::Internal, "only ADD and DEL run in the daemon")),
+    }
+}
+
+fn run(input: &[u8], version_hint: &mut String) -> Result<Option<serde_json::Value>, CniError> {
     let inv = Invocation::from_vars(|k| std::env::var(k).ok())?;
     // Cluster settings (overlay networks) come from the environment or
     // weft's config file, as for the CLI: runtimes pass no flags.
@@ -56,19 +92,14 @@ fn run(version_hint: &mut String) -> Result<Option<serde_json::Value>, CniError>
     let cluster = crate::config::Cluster::resolve(&file, flags)
         .map_err(|e| CniError::new(Code::InvalidConfig, format!("{e:#}")))?;
     ops::context::set_cluster(cluster);
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(weft_cni::MAX_CONFIG_BYTES as u64 + 1)
-        .read_to_end(&mut input)
-        .map_err(|e| CniError::new(Code::Io, format!("read config from stdin: {e}")))?;
     if inv.command == Command::Version {
         return Ok(Some(serde_json::to_value(weft_cni::version::info()).expect("serializes")));
     }
-    let (conf, v) = NetConf::parse(&input)?;
+    let (conf, v) = NetConf::parse(input)?;
     *version_hint = conf.cni_version.clone();
     match inv.command {
-        Command::Add => add::add(&inv, &conf, v).map(|r| Some(r.to_json(v))),
-        Command::Del => add::del(&inv, &conf).map(|()| None),
+        Command::Add => add::add(&mut mutating(&conf)?, &inv, &conf, v).map(|r| Some(r.to_json(v))),
+        Command::Del => add::del(&mut mutating(&conf)?, &inv, &conf).map(|()| None),
         Command::Check => check::check(&inv, &conf, v).map(|()| None),
         Command::Status => status::status(&conf, v).map(|()| None),
         Command::Gc => gc::gc(&conf, v).map(|()| None),
@@ -76,7 +107,7 @@ fn run(version_hint: &mut String) -> Result<Option<serde_json::Value>, CniError>
     }
 }
 
-fn state_dir(conf: &NetConf) -> PathBuf {
+pub fn state_dir(conf: &NetConf) -> PathBuf {
     conf.state_dir
         .clone()
         .or_else(|| std::env::var_os("WEFT_STATE_DIR").map(PathBuf::from))

@@ -38,6 +38,15 @@ enum Mode {
 
 /// Some(exit code) when the daemon ran the command; None to run it here.
 pub fn forward() -> Option<ExitCode> {
+    with_mode(try_forward)
+}
+
+/// The same for weft started as a CNI plugin, with its configuration.
+pub fn forward_cni(config: &[u8]) -> Option<ExitCode> {
+    with_mode(|| try_forward_cni(config))
+}
+
+fn with_mode(attempt: impl FnOnce() -> Result<ExitCode, String>) -> Option<ExitCode> {
     let mode = match std::env::var("WEFT_DAEMON").as_deref() {
         Ok("off") | Ok("0") => Mode::Off,
         Ok("require") => Mode::Require,
@@ -46,7 +55,7 @@ pub fn forward() -> Option<ExitCode> {
     if matches!(mode, Mode::Off) {
         return None;
     }
-    match try_forward() {
+    match attempt() {
         Ok(code) => Some(code),
         Err(why) => match mode {
             Mode::Require => {
@@ -58,26 +67,59 @@ pub fn forward() -> Option<ExitCode> {
     }
 }
 
-fn try_forward() -> Result<ExitCode, String> {
-    let args: Vec<String> = std::env::args_os()
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-        .map_err(|_| "arguments are not UTF-8".to_string())?;
+/// Cluster settings, logs or test hooks make a command the CLI's own.
+fn local_settings() -> Result<(), String> {
     if let Some(v) = LOCAL_ENV.iter().find(|v| std::env::var_os(v).is_some()) {
         return Err(format!("{v} is set"));
     }
     if std::path::Path::new(CONFIG_FILE).exists() {
         return Err(format!("{CONFIG_FILE} exists (it may name a cluster)"));
     }
+    Ok(())
+}
+
+fn try_forward() -> Result<ExitCode, String> {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+        .map_err(|_| "arguments are not UTF-8".to_string())?;
+    local_settings()?;
     let line = eligible(&args)?;
+    send(args, line.state_dir, line.netns_file, None)
+}
+
+fn try_forward_cni(config: &[u8]) -> Result<ExitCode, String> {
+    let command = std::env::var("CNI_COMMAND").unwrap_or_default();
+    if command != "ADD" && command != "DEL" {
+        return Err(format!("CNI {command} runs locally"));
+    }
+    local_settings()?;
+    let config = std::str::from_utf8(config).map_err(|_| "configuration is not UTF-8")?;
+    // A configuration the plugin would reject is its to report.
+    let (conf, _) = weft_cni::NetConf::parse(config.as_bytes()).map_err(|e| e.msg)?;
+    let netns_file = (command == "ADD")
+        .then(|| std::env::var_os("CNI_NETNS").map(PathBuf::from).unwrap_or_default());
+    let vars: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| k.starts_with("CNI_")).collect();
+    let call = super::CniCall { vars, config: config.to_string() };
+    send(Vec::new(), crate::cni::state_dir(&conf), netns_file, Some(call))
+}
+
+/// Sends one request and prints the daemon's answer.
+fn send(
+    args: Vec<String>,
+    state_dir: PathBuf,
+    netns_file: Option<PathBuf>,
+    cni: Option<super::CniCall>,
+) -> Result<ExitCode, String> {
     let cwd = std::env::current_dir().map_err(|e| format!("working directory: {e}"))?;
-    let state_dir = cwd.join(line.state_dir);
+    let state_dir = cwd.join(state_dir);
     let sock = socket_path(&state_dir);
     let mut stream =
         UnixStream::connect(&sock).map_err(|e| format!("no daemon at {}: {e}", sock.display()))?;
     let state_dir_id = FileId::of(&state_dir).ok_or("state directory unreadable")?;
     // The command reports a missing namespace better than a refusal would.
-    let container_ns = match line.netns_file {
+    let container_ns = match netns_file {
         Some(p) => Some(FileId::of(&cwd.join(p)).ok_or("container namespace not found")?),
         None => None,
     };
@@ -89,6 +131,7 @@ fn try_forward() -> Result<ExitCode, String> {
         net_ns: net_ns(),
         state_dir_id,
         container_ns,
+        cni,
     };
     let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
     stream.write_all(&body).map_err(|e| format!("send to daemon: {e}"))?;

@@ -6,7 +6,8 @@
 //! finds its socket in the state directory and hands the command over.
 //!
 //! The client hands over only what the daemon would run exactly as the
-//! client itself would: `attach` and `detach` of single-host networks, from
+//! client itself would: `attach` and `detach` (and, from weft running as a
+//! CNI plugin, ADD and DEL) of single-host networks, from
 //! a process in the daemon's network namespace, for the same state
 //! directory and the same container namespace (both compared as files,
 //! device and inode: `ip netns exec` gives every process its own mount
@@ -41,8 +42,17 @@ pub struct Request {
     pub net_ns: u64,
     /// What the client sees at `state_dir`.
     pub state_dir_id: FileId,
-    /// What the client sees as the container's namespace (attach only).
+    /// What the client sees as the container's namespace (attach, ADD).
     pub container_ns: Option<FileId>,
+    /// A CNI call (the client runs as a plugin) instead of a command line.
+    pub cni: Option<CniCall>,
+}
+
+/// A plugin's CNI ADD or DEL: its `CNI_*` variables and its configuration.
+#[derive(Serialize, Deserialize)]
+pub struct CniCall {
+    pub vars: Vec<(String, String)>,
+    pub config: String,
 }
 
 /// A file's device and inode.

@@ -174,6 +174,9 @@ impl Daemon {
         if req.state_dir_id != self.state_dir_id {
             return declined("the daemon serves another state directory");
         }
+        if let Some(call) = &req.cni {
+            return self.cni(call, req.container_ns);
+        }
         // Errors (bad flags, --help) are the client's to print.
         let Ok(cli) = crate::Cli::try_parse_from(&req.args) else {
             return declined("not a command line the daemon runs");
@@ -197,6 +200,37 @@ impl Daemon {
                 Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) }
             }
         }
+    }
+
+    /// A plugin's ADD or DEL, answered as the plugin would.
+    fn cni(&self, call: &super::CniCall, container_ns: Option<FileId>) -> Reply {
+        let declined = |why: &str| Reply::Declined { why: why.to_string() };
+        let var = |k: &str| call.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let Ok(inv) = weft_cni::Invocation::from_vars(var) else {
+            return declined("not a CNI call the daemon runs");
+        };
+        match inv.command {
+            weft_cni::Command::Add => {
+                if container_ns.is_none() || FileId::of(Path::new(&inv.netns)) != container_ns {
+                    return declined("the daemon sees another container namespace");
+                }
+            }
+            weft_cni::Command::Del => {}
+            _ => return declined("only ADD and DEL run in the daemon"),
+        }
+        let mut hint = String::new();
+        let mut outcome = None;
+        let opened = self.with_context(|ctx| {
+            outcome = Some(crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint));
+            Ok(())
+        });
+        let outcome = match (opened, outcome) {
+            (Ok(()), Some(o)) => o,
+            (Err(e), _) => Err(crate::cni::to_cni(e)),
+            (Ok(()), None) => unreachable!("the closure ran"),
+        };
+        let (stdout, ok) = crate::cni::reply(outcome, &hint);
+        Reply::Done { code: u8::from(!ok), stdout, stderr: String::new() }
     }
 
     /// Runs `f` with an idle context (or a new one), as a mutating command
