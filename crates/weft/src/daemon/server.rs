@@ -53,10 +53,10 @@ pub fn run(state_dir: &Path) -> Result<()> {
         .canonicalize()
         .with_context(|| format!("state directory {}", state_dir.display()))?;
     let sock = socket_path(&state_dir);
-    if UnixStream::connect(&sock).is_ok() {
-        bail!("a weft daemon already serves {}", sock.display());
-    }
-    // A socket file left by a daemon that was killed.
+    // One daemon per state directory, held until this process ends; a
+    // socket file present without the lock is a killed daemon's.
+    let _lock = exclusive(&state_dir.join("daemon.lock"))
+        .with_context(|| format!("a weft daemon already serves {}", sock.display()))?;
     let _ = std::fs::remove_file(&sock);
     let listener =
         UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
@@ -109,6 +109,17 @@ pub fn run(state_dir: &Path) -> Result<()> {
     }
     eprintln!("weft daemon: stopped");
     Ok(())
+}
+
+/// An exclusive lock on `path`, or an error at once if another process
+/// holds it.
+fn exclusive(path: &Path) -> Result<std::fs::File> {
+    let f = std::fs::File::options().create(true).truncate(false).write(true).open(path)?;
+    // SAFETY: flock on an fd we own; released when the file closes.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(f)
 }
 
 struct RemoveOnDrop(PathBuf);
@@ -220,14 +231,21 @@ impl Daemon {
         }
         let mut hint = String::new();
         let mut outcome = None;
-        let opened = self.with_context(|ctx| {
-            outcome = Some(crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint));
+        let ran = self.with_context(|ctx| {
+            let o = crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint);
+            let failed = o.is_err();
+            outcome = Some(o);
+            // A failed call's context is not reused (see `with_context`).
+            if failed {
+                bail!("CNI call failed")
+            }
             Ok(())
         });
-        let outcome = match (opened, outcome) {
-            (Ok(()), Some(o)) => o,
-            (Err(e), _) => Err(crate::cni::to_cni(e)),
-            (Ok(()), None) => unreachable!("the closure ran"),
+        let outcome = match (outcome, ran) {
+            (Some(o), _) => o,
+            // No context could be opened: the store's error.
+            (None, Err(e)) => Err(crate::cni::to_cni(e)),
+            (None, Ok(())) => unreachable!("the call ran"),
         };
         let (stdout, ok) = crate::cni::reply(outcome, &hint);
         Reply::Done { code: u8::from(!ok), stdout, stderr: String::new() }
@@ -243,8 +261,12 @@ impl Daemon {
         };
         ops::gc::reclaim_after_reboot(&mut ctx)?;
         let r = f(&mut ctx);
-        if let Ok(mut v) = self.idle.lock() {
-            v.push(ctx);
+        // After a failure the context may hold half a conversation (a
+        // netlink reply not read to its end): it is not reused.
+        if r.is_ok() {
+            if let Ok(mut v) = self.idle.lock() {
+                v.push(ctx);
+            }
         }
         r
     }
