@@ -94,8 +94,15 @@ pub fn run(state_dir: &Path) -> Result<()> {
     // command had run.
     let _ = std::fs::remove_file(&sock);
     listener.set_nonblocking(true)?;
-    while let Ok((stream, _)) = listener.accept() {
-        Arc::clone(&daemon).spawn(stream);
+    // Twice: a client that found the file just before it went may still be
+    // queuing its connection.
+    for pass in 0..2 {
+        if pass > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        while let Ok((stream, _)) = listener.accept() {
+            Arc::clone(&daemon).spawn(stream);
+        }
     }
     let t0 = std::time::Instant::now();
     while daemon.busy.load(Ordering::SeqCst) > 0 && t0.elapsed() < DRAIN {
