@@ -55,7 +55,7 @@ pub fn run(state_dir: &Path) -> Result<()> {
     let sock = socket_path(&state_dir);
     // One daemon per state directory, held until this process ends; a
     // socket file present without the lock is a killed daemon's.
-    let _lock = exclusive(&state_dir.join("daemon.lock"))
+    let _lock = ops::context::try_lock(&state_dir.join("daemon.lock"))
         .with_context(|| format!("a weft daemon already serves {}", sock.display()))?;
     let _ = std::fs::remove_file(&sock);
     let listener =
@@ -116,17 +116,6 @@ pub fn run(state_dir: &Path) -> Result<()> {
     }
     eprintln!("weft daemon: stopped");
     Ok(())
-}
-
-/// An exclusive lock on `path`, or an error at once if another process
-/// holds it.
-fn exclusive(path: &Path) -> Result<std::fs::File> {
-    let f = std::fs::File::options().create(true).truncate(false).write(true).open(path)?;
-    // SAFETY: flock on an fd we own; released when the file closes.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(std::io::Error::last_os_error().into());
-    }
-    Ok(f)
 }
 
 struct RemoveOnDrop(PathBuf);

@@ -90,6 +90,15 @@ impl Context {
 
 /// An exclusive advisory lock held until the returned file is dropped.
 pub fn lock(path: &Path) -> Result<File> {
+    flock(path, libc::LOCK_EX)
+}
+
+/// [`lock`], or an error at once if another process holds it.
+pub fn try_lock(path: &Path) -> Result<File> {
+    flock(path, libc::LOCK_EX | libc::LOCK_NB)
+}
+
+fn flock(path: &Path, how: libc::c_int) -> Result<File> {
     let f = File::options()
         .create(true)
         .truncate(false)
@@ -97,7 +106,7 @@ pub fn lock(path: &Path) -> Result<File> {
         .open(path)
         .with_context(|| format!("open lock {}", path.display()))?;
     // SAFETY: flock on an fd we own; it is released when the file closes.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    if unsafe { libc::flock(f.as_raw_fd(), how) } != 0 {
         bail!("lock {}: {}", path.display(), std::io::Error::last_os_error());
     }
     Ok(f)
