@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::{eventually, Netns, Run, Sandbox, WEFT};
+use harness::{eventually, one_error_line, to_run, Netns, Run, Sandbox, WEFT};
 
 /// A `weft daemon` running in the sandbox host; killed on drop.
 struct Daemon {
@@ -53,24 +53,11 @@ impl Drop for Daemon {
 
 /// weft in the sandbox with `WEFT_DAEMON` set to `mode`.
 fn weft_with(sb: &Sandbox, mode: &str, args: &[&str]) -> Run {
-    let out = sb.weft_cmd(args).env("WEFT_DAEMON", mode).output().expect("spawn weft");
-    Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    to_run(sb.weft_cmd(args).env("WEFT_DAEMON", mode).output().expect("spawn weft"))
 }
 
 fn required(sb: &Sandbox, args: &[&str]) -> Run {
     weft_with(sb, "require", args)
-}
-
-fn one_error_line(r: &Run) -> String {
-    assert!(!r.ok, "should have failed, printed: {}", r.stdout);
-    let lines: Vec<&str> = r.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one error line, got: {}", r.stderr);
-    assert!(lines[0].starts_with("weft: error: "), "unexpected: {}", lines[0]);
-    lines[0].to_string()
 }
 
 #[test]
@@ -150,17 +137,14 @@ fn the_cli_runs_the_command_itself_when_the_daemon_cannot() {
     // A client in another network namespace: the daemon refuses, and the
     // CLI says so with WEFT_DAEMON=require.
     let other = Netns::new("other");
-    let out = other
-        .command(WEFT)
-        .args(["--state-dir", sb.state_dir().to_str().unwrap(), "attach", "fn", &name])
-        .env("WEFT_DAEMON", "require")
-        .output()
-        .expect("spawn weft");
-    let r = Run {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let r = to_run(
+        other
+            .command(WEFT)
+            .args(["--state-dir", sb.state_dir().to_str().unwrap(), "attach", "fn", &name])
+            .env("WEFT_DAEMON", "require")
+            .output()
+            .expect("spawn weft"),
+    );
     let e = one_error_line(&r);
     assert!(e.contains("another network namespace"), "{e}");
     assert!(sb.endpoints().is_empty());

@@ -168,10 +168,7 @@ impl Sandbox {
     pub fn weft_err(&self, args: &[&str]) -> String {
         let r = self.weft(args);
         assert!(!r.ok, "weft {args:?} should have failed, printed: {}", r.stdout);
-        let lines: Vec<&str> = r.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one error line, got: {}", r.stderr);
-        assert!(lines[0].starts_with("weft: error: "), "unexpected error: {}", lines[0]);
-        lines[0].to_string()
+        one_error_line(&r)
     }
 
     /// A fresh container namespace; returns its index in `containers`.
@@ -221,7 +218,16 @@ impl Sandbox {
     }
 }
 
-fn to_run(o: Output) -> Run {
+/// The failed run's error: exactly one line, `weft: error: ...`.
+pub fn one_error_line(r: &Run) -> String {
+    assert!(!r.ok, "should have failed, printed: {}", r.stdout);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {}", r.stderr);
+    assert!(lines[0].starts_with("weft: error: "), "unexpected error: {}", lines[0]);
+    lines[0].to_string()
+}
+
+pub fn to_run(o: Output) -> Run {
     Run {
         ok: o.status.success(),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -58,20 +58,20 @@ impl Attach {
 
     /// The file of the container's network namespace this command opens.
     pub fn netns_file(&self) -> PathBuf {
+        self.netns_ref().file(&self.container)
+    }
+
+    fn netns_ref(&self) -> NetnsRef {
         match (&self.netns, self.pid) {
-            (Some(p), _) => p.clone(),
-            (None, Some(pid)) => format!("/proc/{pid}/ns/net").into(),
-            (None, None) => format!("/var/run/netns/{}", self.container).into(),
+            (Some(p), _) => NetnsRef::Path(p.clone()),
+            (None, Some(pid)) => NetnsRef::Pid(pid),
+            (None, None) => NetnsRef::Named,
         }
     }
 
     /// Runs with an open context (the daemon keeps its contexts open).
     pub fn run_with(self, ctx: &mut Context) -> Result<()> {
-        let netns = match (self.netns, self.pid) {
-            (Some(p), _) => NetnsRef::Path(p),
-            (None, Some(pid)) => NetnsRef::Pid(pid),
-            (None, None) => NetnsRef::Named,
-        };
+        let netns = self.netns_ref();
         let ep = endpoint::attach(
             ctx,
             &AttachRequest {

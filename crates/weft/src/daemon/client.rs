@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{net_ns, socket_path, FileId, Reply, Request, VERSION};
+use crate::ops::endpoint::NetnsRef;
 
 /// Longer than any attach waits for the store's lock (10 s).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -212,12 +213,13 @@ fn eligible(args: &[String]) -> Result<Line, String> {
             let [_network, container] = positional[..] else {
                 return Err("attach needs NETWORK CONTAINER".into());
             };
-            Some(match (netns, pid) {
-                (Some(p), None) => PathBuf::from(p),
-                (None, Some(pid)) => format!("/proc/{pid}/ns/net").into(),
-                (None, None) => format!("/var/run/netns/{container}").into(),
+            let netns = match (netns, pid) {
+                (Some(p), None) => NetnsRef::Path(p.into()),
+                (None, Some(pid)) => NetnsRef::Pid(pid.parse().map_err(|_| "--pid: not a number")?),
+                (None, None) => NetnsRef::Named,
                 (Some(_), Some(_)) => return Err("--netns and --pid".into()),
-            })
+            };
+            Some(netns.file(container))
         }
         Some("detach") if positional.len() == 2 && netns.is_none() && pid.is_none() => None,
         _ => return Err("only attach and detach run in the daemon".into()),

@@ -109,11 +109,7 @@ pub fn run(state_dir: &Path) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     // The pairs detached last, not left to `weft gc`.
-    if let Err(e) = weft_datapath::netns::host_netlink()
-        .and_then(|mut nl| weft_datapath::plug::delete_retired(&mut nl))
-    {
-        tracing::warn!("deleting retired veth pairs: {e}");
-    }
+    ops::reaper::delete_now();
     eprintln!("weft daemon: stopped");
     Ok(())
 }
@@ -200,7 +196,8 @@ impl Daemon {
             Command::Detach(d) => Box::new(move |ctx| d.run_with(ctx)),
             _ => return declined("only attach and detach run in the daemon"),
         };
-        let (result, stdout) = crate::output::capture(|| self.with_context(run));
+        let (result, stdout) =
+            crate::output::capture(|| self.with_context(run, Result::is_ok).and_then(|r| r));
         match result {
             Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
             Err(e) => {
@@ -226,30 +223,26 @@ impl Daemon {
             _ => return declined("only ADD and DEL run in the daemon"),
         }
         let mut hint = String::new();
-        let mut outcome = None;
-        let ran = self.with_context(|ctx| {
-            let o = crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint);
-            let failed = o.is_err();
-            outcome = Some(o);
-            // A failed call's context is not reused (see `with_context`).
-            if failed {
-                bail!("CNI call failed")
-            }
-            Ok(())
-        });
-        let outcome = match (outcome, ran) {
-            (Some(o), _) => o,
+        let outcome = self
+            .with_context(
+                |ctx| crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint),
+                Result::is_ok,
+            )
             // No context could be opened: the store's error.
-            (None, Err(e)) => Err(crate::cni::to_cni(e)),
-            (None, Ok(())) => unreachable!("the call ran"),
-        };
+            .unwrap_or_else(|e| Err(crate::cni::to_cni(e)));
         let (stdout, ok) = crate::cni::reply(outcome, &hint);
         Reply::Done { code: u8::from(!ok), stdout, stderr: String::new() }
     }
 
     /// Runs `f` with an idle context (or a new one), as a mutating command
-    /// does: reboot reclaim first.
-    fn with_context(&self, f: impl FnOnce(&mut Context) -> Result<()>) -> Result<()> {
+    /// does: reboot reclaim first. `ok` tells whether `f` succeeded: after
+    /// a failure the context may hold half a conversation (a netlink reply
+    /// not read to its end), so it is not reused.
+    fn with_context<T>(
+        &self,
+        f: impl FnOnce(&mut Context) -> T,
+        ok: impl FnOnce(&T) -> bool,
+    ) -> Result<T> {
         let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut ctx = match taken {
             Some(c) => c,
@@ -257,13 +250,11 @@ impl Daemon {
         };
         ops::gc::reclaim_after_reboot(&mut ctx)?;
         let r = f(&mut ctx);
-        // After a failure the context may hold half a conversation (a
-        // netlink reply not read to its end): it is not reused.
-        if r.is_ok() {
+        if ok(&r) {
             if let Ok(mut v) = self.idle.lock() {
                 v.push(ctx);
             }
         }
-        r
+        Ok(r)
     }
 }

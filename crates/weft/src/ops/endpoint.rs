@@ -22,6 +22,17 @@ pub enum NetnsRef {
     Named,
 }
 
+impl NetnsRef {
+    /// The namespace file this reference names for `container`.
+    pub fn file(&self, container: &str) -> PathBuf {
+        match self {
+            NetnsRef::Path(p) => p.clone(),
+            NetnsRef::Pid(pid) => format!("/proc/{pid}/ns/net").into(),
+            NetnsRef::Named => format!("/var/run/netns/{container}").into(),
+        }
+    }
+}
+
 pub struct AttachRequest {
     pub network: String,
     pub container: String,
@@ -52,11 +63,9 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
     let netns = match &req.netns {
         NetnsRef::Path(p) => Netns::open(p)?,
         NetnsRef::Pid(pid) => Netns::of_pid(*pid)?,
-        NetnsRef::Named => {
-            Netns::open(format!("/var/run/netns/{}", req.container)).map_err(|e| {
-                anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
-            })?
-        }
+        NetnsRef::Named => Netns::open(req.netns.file(&req.container)).map_err(|e| {
+            anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
+        })?,
     };
     let Some(net) = ctx.store.network(&req.network)? else {
         bail!("network {} does not exist", req.network);

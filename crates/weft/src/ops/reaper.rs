@@ -16,6 +16,16 @@ use weft_datapath::{netns, plug};
 /// no process is forked per detach.
 static IN_PROCESS: OnceLock<Mutex<Sender<()>>> = OnceLock::new();
 
+/// Deletes every retired veth pair of this namespace now, in one request;
+/// false (and a warning) when that failed.
+pub fn delete_now() -> bool {
+    let done = netns::host_netlink().and_then(|mut nl| plug::delete_retired(&mut nl));
+    if let Err(e) = &done {
+        tracing::warn!("deleting retired veth pairs: {e}");
+    }
+    done.is_ok()
+}
+
 /// Starts this process's reaper thread; later `delete_later` calls wake it.
 pub fn run_in_thread() {
     let (tx, rx) = channel::<()>();
@@ -26,10 +36,7 @@ pub fn run_in_thread() {
         while rx.recv().is_ok() {
             // One request for everything retired meanwhile (see `reap`).
             while rx.try_recv().is_ok() {}
-            let done = netns::host_netlink().and_then(|mut nl| plug::delete_retired(&mut nl));
-            if let Err(e) = done {
-                tracing::warn!("deleting retired veth pairs: {e}");
-            }
+            delete_now();
         }
     });
 }
@@ -80,7 +87,7 @@ fn reap() -> ! {
     // wait per batch). No deliberate delay: the same container attached
     // again right away would otherwise find its old pair still there and
     // have to delete it itself, waiting the ~20 ms this avoids.
-    let ok = netns::host_netlink().and_then(|mut nl| plug::delete_retired(&mut nl)).is_ok();
+    let ok = delete_now();
     // SAFETY: ends this process without running the parent's exit handlers.
     unsafe { libc::_exit(if ok { 0 } else { 1 }) }
 }
