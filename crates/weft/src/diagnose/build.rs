@@ -142,19 +142,8 @@ fn network(
     let mut marks = Vec::new();
     let bridge = match br {
         None => {
-            marks.push(Mark::error(
-                format!("bridge {} is missing", net.bridge),
-                Some("weft gc".into()),
-            ));
-            BridgeView {
-                name: net.bridge.clone(),
-                present: false,
-                up: false,
-                mac: None,
-                mtu: None,
-                addresses: Vec::new(),
-                ports: 0,
-            }
+            marks.push(Mark::missing(format!("bridge {}", net.bridge)));
+            BridgeView::missing(&net.bridge)
         }
         Some(b) => {
             let addresses = global_addrs(host, b);
@@ -302,11 +291,7 @@ fn endpoint(inp: &Inputs, net: &Network, br: Option<&LinkDetail>, ep: &Endpoint)
                     up: l.link.up,
                     mtu: l.link.mtu,
                     mac: l.link.mac.map(|m| m.to_string()),
-                    addresses: addrs
-                        .iter()
-                        .filter(|a| !super::walk::is_link_local(a.addr()))
-                        .map(|a| a.to_string())
-                        .collect(),
+                    addresses: super::facts::shown_addrs(ns, l),
                 };
                 (Some(view), Some((l.link.index, l.link.up)))
             }
@@ -315,19 +300,8 @@ fn endpoint(inp: &Inputs, net: &Network, br: Option<&LinkDetail>, ep: &Endpoint)
     let mut fdb_port = None;
     let host_veth = match veth {
         None => {
-            marks.push(Mark::error(
-                format!("host veth {} is missing", ep.host_veth),
-                Some("weft gc".into()),
-            ));
-            VethView {
-                name: ep.host_veth.clone(),
-                present: false,
-                up: false,
-                carrier: false,
-                mtu: None,
-                master: None,
-                port_state: None,
-            }
+            marks.push(Mark::missing(format!("host veth {}", ep.host_veth)));
+            VethView::missing(&ep.host_veth)
         }
         Some(v) => {
             veth_marks(&mut marks, net, br, v, peer_index);

@@ -10,6 +10,7 @@
 //! real packet.
 
 mod build;
+mod facts;
 mod far;
 mod firewall;
 mod gate;

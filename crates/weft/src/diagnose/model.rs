@@ -159,6 +159,39 @@ impl Mark {
     pub fn warning(what: impl Into<String>, fix: Option<String>) -> Mark {
         Mark { level: Level::Warning, what: what.into(), fix }
     }
+
+    /// Something weft made is gone: `weft gc` recreates or forgets it.
+    pub fn missing(what: String) -> Mark {
+        Mark::error(format!("{what} is missing"), Some("weft gc".into()))
+    }
+}
+
+impl BridgeView {
+    pub fn missing(name: &str) -> BridgeView {
+        BridgeView {
+            name: name.to_string(),
+            present: false,
+            up: false,
+            mac: None,
+            mtu: None,
+            addresses: Vec::new(),
+            ports: 0,
+        }
+    }
+}
+
+impl VethView {
+    pub fn missing(name: &str) -> VethView {
+        VethView {
+            name: name.to_string(),
+            present: false,
+            up: false,
+            carrier: false,
+            mtu: None,
+            master: None,
+            port_state: None,
+        }
+    }
 }
 
 impl EndpointView {

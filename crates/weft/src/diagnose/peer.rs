@@ -5,10 +5,11 @@ use std::net::IpAddr;
 
 use weft_model::{Endpoint, Network};
 
+use super::facts;
 use super::hint::{ip, ip_in};
 use super::live::NsView;
 use super::steps::{Step, StepKind as K};
-use super::walk::{is_link_local, Flow, SrcSide, Walk};
+use super::walk::{Flow, SrcSide, Walk};
 
 /// One link of an L2 segment, for the MTU comparison.
 pub(super) struct MtuLink {
@@ -86,15 +87,8 @@ impl<'a> Walk<'a> {
             .fix("weft gc");
             return self.stop(s);
         };
-        let master = v.link.master.map(|m| self.host.ns.name_of(m));
         let state = v.port.as_ref().map_or("not a port", |p| p.state.as_str());
-        let facts = format!(
-            "{name} {}, {}, {}, {state}, mtu {}",
-            if v.link.up { "up" } else { "DOWN" },
-            if v.link.lower_up { "carrier" } else { "NO CARRIER" },
-            master.as_deref().map_or_else(|| "in no bridge".into(), |m| format!("port of {m}")),
-            v.link.mtu
-        );
+        let (facts, master) = facts::veth(&self.host.ns, v, Some(state));
         if !v.link.up {
             return self.stop(
                 Step::fail(K::PeerVeth, facts, format!("host veth {name} is down"))
@@ -102,16 +96,8 @@ impl<'a> Walk<'a> {
             );
         }
         if master.as_deref() != Some(net.bridge.as_str()) {
-            let now = master.map_or_else(
-                || "it is in no bridge".to_string(),
-                |m| format!("it is a port of {m}"),
-            );
-            let s = Step::fail(
-                K::PeerVeth,
-                facts,
-                format!("{name} is not a port of {}: {now}", net.bridge),
-            )
-            .fix(ip(&format!("link set {name} master {}", net.bridge)));
+            let s = Step::fail(K::PeerVeth, facts, facts::not_a_port(name, &net.bridge, master))
+                .fix(ip(&format!("link set {name} master {}", net.bridge)));
             return self.stop(s);
         }
         // No carrier because the container's end is down: that is the
@@ -157,30 +143,10 @@ impl<'a> Walk<'a> {
             }
         };
         let Some(l) = ns.link(&d.ifname) else {
-            let s = Step::fail(
-                K::Peer,
-                format!("no {} in {}", d.ifname, d.container),
-                "the container's end of the veth pair is gone",
-            )
-            .fix(format!(
-                "weft detach {n} {c} && weft attach {n} {c}",
-                n = d.network,
-                c = d.container
-            ));
-            return self.stop(s);
+            return self.stop(facts::interface_gone(K::Peer, d));
         };
         let addrs = ns.addrs_of(l.link.index);
-        let shown: Vec<String> =
-            addrs.iter().filter(|a| !is_link_local(a.addr())).map(|a| a.to_string()).collect();
-        let mac = l.link.mac.map(|m| m.to_string()).unwrap_or_default();
-        let facts = format!(
-            "{}'s {} {}, {}, {mac}, mtu {}",
-            d.container,
-            d.ifname,
-            if l.link.up { "up" } else { "DOWN" },
-            if shown.is_empty() { "no address".into() } else { shown.join(" ") },
-            l.link.mtu
-        );
+        let facts = facts::interface(&format!("{}'s {}", d.container, d.ifname), ns, l);
         if !l.link.up {
             let s = Step::fail(
                 K::Peer,

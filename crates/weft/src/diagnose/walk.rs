@@ -14,6 +14,7 @@ use weft_datapath::route_get::{Lookup, RouteKind, RouteQuery};
 use weft_datapath::Netlink;
 use weft_model::{Endpoint, Mac, Network};
 
+use super::facts;
 use super::firewall::Sets;
 use super::hint::{ip, ip_in};
 use super::live::{open_netns, HostView, NsView};
@@ -271,29 +272,10 @@ impl<'a> Walk<'a> {
 
     fn interface(&mut self, src: &Endpoint, ns: &NsView, dst: IpAddr) -> Flow<()> {
         let Some(l) = ns.link(&src.ifname) else {
-            let s = Step::fail(
-                K::Interface,
-                format!("no {} in {}", src.ifname, src.container),
-                "the container's end of the veth pair is gone",
-            )
-            .fix(format!(
-                "weft detach {n} {c} && weft attach {n} {c}",
-                n = src.network,
-                c = src.container
-            ));
-            return self.push(s);
+            return self.push(facts::interface_gone(K::Interface, src));
         };
         let addrs = ns.addrs_of(l.link.index);
-        let shown: Vec<String> =
-            addrs.iter().filter(|a| !is_link_local(a.addr())).map(|a| a.to_string()).collect();
-        let facts = format!(
-            "{} {}, {}, {}, mtu {}",
-            src.ifname,
-            if l.link.up { "up" } else { "DOWN" },
-            if shown.is_empty() { "no address".into() } else { shown.join(" ") },
-            l.link.mac.map(|m| m.to_string()).unwrap_or_default(),
-            l.link.mtu
-        );
+        let facts = facts::interface(&src.ifname, ns, l);
         if !l.link.up {
             let s = Step::fail(
                 K::Interface,
@@ -406,32 +388,15 @@ impl<'a> Walk<'a> {
             return self.push(s);
         };
         let br = self.host.ns.link(&net.bridge);
-        let master = v.link.master.map(|m| self.host.ns.name_of(m));
-        let facts = format!(
-            "{name} {}, {}, {}, mtu {}",
-            if v.link.up { "up" } else { "DOWN" },
-            if v.link.lower_up { "carrier" } else { "NO CARRIER" },
-            master
-                .as_deref()
-                .map_or_else(|| "in no bridge".to_string(), |m| format!("port of {m}")),
-            v.link.mtu
-        );
+        let (facts, master) = facts::veth(&self.host.ns, v, None);
         if !v.link.up {
             let s = Step::fail(K::Veth, facts, format!("host veth {name} is down"))
                 .fix(ip(&format!("link set {name} up")));
             return self.push(s);
         }
         if let Some(b) = br.filter(|b| v.link.master != Some(b.link.index)) {
-            let now = master.map_or_else(
-                || "it is in no bridge".to_string(),
-                |m| format!("it is a port of {m}"),
-            );
-            let s = Step::fail(
-                K::Veth,
-                facts,
-                format!("{name} is not a port of {}: {now}", b.link.name),
-            )
-            .fix(ip(&format!("link set {name} master {}", net.bridge)));
+            let s = Step::fail(K::Veth, facts, facts::not_a_port(name, &b.link.name, master))
+                .fix(ip(&format!("link set {name} master {}", net.bridge)));
             return self.push(s);
         }
         let inside = ns.link(&src.ifname);
