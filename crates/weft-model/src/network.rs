@@ -190,6 +190,16 @@ impl Network {
         Ipv6Net::new(g, s.prefix_len()).ok()
     }
 
+    /// Where the network's containers send DNS queries: its gateways, which
+    /// `weft dns` answers on (also on `--internal` networks, whose
+    /// containers have no default route through them).
+    pub fn nameservers(&self) -> Vec<String> {
+        std::iter::once(IpAddr::V4(self.gateway))
+            .chain(self.gateway6.map(IpAddr::V6))
+            .map(|g| g.to_string())
+            .collect()
+    }
+
     /// Both subnets, for overlap checks.
     pub fn subnets(&self) -> Vec<IpNet> {
         let mut v = vec![IpNet::V4(self.subnet)];
@@ -213,6 +223,16 @@ mod tests {
         assert_eq!(n.bridge, "weft-front");
         assert_eq!(n.mtu, 1500);
         assert_eq!(n.gateway_cidr().to_string(), "172.30.0.1/16");
+    }
+
+    #[test]
+    fn nameservers_are_the_gateways() {
+        let n = spec("front").build("172.30.0.0/16".parse().unwrap(), 0).unwrap();
+        assert_eq!(n.nameservers(), ["172.30.0.1"]);
+        let mut sp = spec("dual");
+        sp.subnet6 = Some("fd00:30::/64".parse().unwrap());
+        let n = sp.build("172.31.0.0/16".parse().unwrap(), 0).unwrap();
+        assert_eq!(n.nameservers(), ["172.31.0.1", "fd00:30::1"]);
     }
 
     #[test]

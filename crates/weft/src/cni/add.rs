@@ -149,11 +149,8 @@ pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
             routes.push(Route { dst: "::/0".into(), gw: Some(gw6.to_string()) });
         }
     }
-    // The gateway answers DNS for the network's containers (`weft dns`).
-    let nameservers = std::iter::once(net.gateway.to_string())
-        .chain(net.gateway6.map(|g| g.to_string()))
-        .collect();
-    CniResult { interfaces, ips, routes, dns: Dns { nameservers, ..Dns::default() } }
+    let dns = Dns { nameservers: net.nameservers(), ..Dns::default() };
+    CniResult { interfaces, ips, routes, dns }
 }
 
 /// DEL succeeds whenever the endpoint is gone afterwards: unknown network,

@@ -87,14 +87,8 @@ impl Attach {
             },
         )?;
         if self.json {
-            // The gateway also answers DNS for the network (`weft dns`).
             let net = ctx.store.network(&ep.network)?;
-            let nameservers: Vec<String> = net
-                .iter()
-                .flat_map(|n| {
-                    std::iter::once(n.gateway.to_string()).chain(n.gateway6.map(|g| g.to_string()))
-                })
-                .collect();
+            let nameservers = net.map(|n| n.nameservers()).unwrap_or_default();
             let mut v = serde_json::to_value(&ep)?;
             v["dns"] = serde_json::json!({ "nameservers": nameservers });
             output::json(&v)
