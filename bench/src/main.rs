@@ -31,34 +31,12 @@ mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 
+use weft_bench::config::{env_or, env_usize};
+use weft_bench::interrupt;
 use workload::{Env, Spec};
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Fails once SIGINT/SIGTERM arrived; the loops call it between operations
-/// so that the namespace guards unwind and clean up.
-pub fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    env_or(name, &default.to_string()).parse().with_context(|| format!("{name}: not a number"))
-}
 
 fn main() -> ExitCode {
     if std::env::args().any(|a| a == "-h" || a == "--help") {
@@ -67,10 +45,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
-    }
+    interrupt::install();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

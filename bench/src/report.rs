@@ -7,7 +7,9 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
-use crate::stats::{round, Summary};
+use weft_bench::numbers::round;
+
+use crate::stats::Summary;
 use crate::workload::{Env, ToolResult, WorkloadResult};
 
 /// The targets for weft.

@@ -253,7 +253,7 @@ fn sequential(
     let n_tools = sides.len();
     let mut reported = 0;
     for (b, first) in (0..n).step_by(block).enumerate() {
-        crate::check_interrupted()?;
+        weft_bench::interrupt::check()?;
         let range = first..(first + block).min(n);
         for k in 0..n_tools {
             let side = &mut sides[(b + k) % n_tools];
@@ -292,7 +292,7 @@ fn parallel(
         (0..workers).map(|w| (w..n).step_by(workers).collect()).collect();
     let rounds = per_worker.iter().map(|v| v.len().div_ceil(chunk)).max().unwrap_or(0);
     for r in 0..rounds {
-        crate::check_interrupted()?;
+        weft_bench::interrupt::check()?;
         let n_tools = sides.len();
         for k in 0..n_tools {
             let side = &mut sides[(r + k) % n_tools];

@@ -38,15 +38,17 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
+use weft_bench::config::{env_or, env_usize};
+use weft_bench::interrupt;
+use weft_bench::netns::Ns;
+use weft_bench::numbers::{median, percentile};
 
 const ETCD_IP: &str = "10.200.0.254";
 const NET: &str = "ovb";
@@ -56,106 +58,7 @@ const MANUAL_VNI: u32 = 4242;
 const MANUAL_IPS: [&str; 2] = ["10.96.0.1", "10.96.0.2"];
 const MANUAL_MACS: [&str; 2] = ["02:96:00:00:00:01", "02:96:00:00:00:02"];
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
-}
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    env_or(name, &default.to_string()).parse().with_context(|| format!("{name}: not a number"))
-}
-
 // ---- namespaces, processes, files: all guards ----
-
-/// A named network namespace, deleted on drop (with every process still in
-/// it killed first).
-struct Ns {
-    name: String,
-    path: PathBuf,
-    file: File,
-}
-
-impl Ns {
-    fn new(prefix: &str, tag: &str) -> Result<Ns> {
-        let name = format!("{prefix}-{tag}");
-        let st = Command::new("ip").args(["netns", "add", &name]).status().context("run ip")?;
-        if !st.success() {
-            bail!("ip netns add {name} failed");
-        }
-        let path = PathBuf::from(format!("/run/netns/{name}"));
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = Command::new("ip").args(["netns", "del", &name]).status();
-                return Err(e).with_context(|| format!("open {}", path.display()));
-            }
-        };
-        let ns = Ns { name, path, file };
-        ns.sh("ip link set lo up")?;
-        Ok(ns)
-    }
-
-    /// A command that runs inside this namespace.
-    fn command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
-        let fd = self.file.as_raw_fd();
-        // SAFETY: only setns(2) on an fd this guard keeps open runs between
-        // fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd
-    }
-
-    fn sh(&self, script: &str) -> Result<String> {
-        let out = self.command("sh").args(["-c", script]).output().context("spawn sh")?;
-        if !out.status.success() {
-            bail!("`{script}` in {}: {}", self.name, String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Moves the calling thread into this namespace (threads made for it).
-    fn enter(&self) -> Result<()> {
-        // SAFETY: setns(2) on an open netns fd owned by this guard.
-        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("enter {}: {}", self.name, std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        // Processes started in the namespace (agents, servers) go first.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<i32>() {
-                    // SAFETY: plain kill(2) of a process inside our namespace.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
-    }
-}
 
 /// A child process killed and reaped on drop.
 struct Proc(Child);
@@ -220,7 +123,7 @@ impl Cluster {
     fn new(prefix: &str, weft: &Path) -> Result<Cluster> {
         let dir = Dir(std::env::temp_dir().join(prefix));
         std::fs::create_dir_all(&dir.0).context("temp dir")?;
-        let underlay = Ns::new(prefix, "ul")?;
+        let underlay = Ns::new(format!("{prefix}-ul"))?;
         underlay.sh(&format!(
             "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
         ))?;
@@ -264,7 +167,7 @@ impl Cluster {
             if Instant::now() > deadline {
                 bail!("etcd did not start");
             }
-            check_interrupted()?;
+            interrupt::check()?;
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(())
@@ -272,7 +175,7 @@ impl Cluster {
 
     /// A host namespace on the underlay with address 10.200.0.`n`.
     fn add_bare_host(&mut self, tag: &str, n: u8) -> Result<usize> {
-        let ns = Ns::new(&self.prefix, tag)?;
+        let ns = Ns::new(format!("{}-{tag}", self.prefix))?;
         let ip = format!("10.200.0.{n}");
         let port = format!("ulp{n}");
         self.underlay.sh(&format!(
@@ -310,7 +213,7 @@ impl Cluster {
             if Instant::now() > deadline {
                 bail!("agent on {tag} did not register: {out:?}");
             }
-            check_interrupted()?;
+            interrupt::check()?;
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(i)
@@ -335,14 +238,14 @@ impl Cluster {
     }
 
     fn container(&mut self, tag: &str) -> Result<usize> {
-        self.containers.push(Ns::new(&self.prefix, tag)?);
+        self.containers.push(Ns::new(format!("{}-{tag}", self.prefix))?);
         Ok(self.containers.len() - 1)
     }
 
     /// Attaches container `c` on host `i`; returns its IPv4 address.
     fn attach(&self, i: usize, c: usize) -> Result<Ipv4Addr> {
         let ns = &self.containers[c];
-        let path = ns.path.to_str().context("netns path")?;
+        let path = ns.path.as_str();
         let out = self.weft(i, &["attach", NET, &ns.name, "--netns", path, "--json"])?;
         parse_addr(&out)
     }
@@ -428,14 +331,6 @@ fn ping_once(sock: &OwnedFd, dst: Ipv4Addr, seq: u16, wait: Duration) -> Result<
 
 // ---- statistics ----
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 fn summary(ms: &[f64]) -> Value {
     let mut s = ms.to_vec();
     s.sort_by(f64::total_cmp);
@@ -447,18 +342,6 @@ fn summary(ms: &[f64]) -> Value {
         "max_ms": s.last().copied().unwrap_or(f64::NAN),
         "mean_ms": if s.is_empty() { f64::NAN } else { s.iter().sum::<f64>() / s.len() as f64 },
     })
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        f64::NAN
-    } else if s.len() % 2 == 1 {
-        s[s.len() / 2]
-    } else {
-        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
-    }
 }
 
 // ---- 1. convergence ----
@@ -499,7 +382,7 @@ fn convergence(c: &mut Cluster, a: usize, b: usize, n: usize) -> Result<Value> {
         if Instant::now() > deadline {
             bail!("probe {probe_ip} on B never reached {warm_ip} on A");
         }
-        check_interrupted()?;
+        interrupt::check()?;
     }
     // Containers are made before the clock runs, as a runtime would.
     let first = c.containers.len();
@@ -512,7 +395,7 @@ fn convergence(c: &mut Cluster, a: usize, b: usize, n: usize) -> Result<Value> {
     let (mut total, mut attach_ms, mut neigh_ms, mut retries) = (vec![], vec![], vec![], 0usize);
     let (mut tries_per_sample, mut slow) = (vec![], vec![]);
     for k in 0..n {
-        check_interrupted()?;
+        interrupt::check()?;
         while events.try_recv().is_ok() {}
         let t0 = Instant::now();
         let ip = c.attach(a, first + k)?;
@@ -617,7 +500,7 @@ fn iperf(server: &Ns, client: &Ns, dst: &str, secs: usize) -> Result<Value> {
         // The client starts once the server listens.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !server.sh("ss -Hltn 'sport = :5201'")?.contains("5201") {
-            check_interrupted()?;
+            interrupt::check()?;
             if Instant::now() > deadline {
                 bail!("iperf3 server in {} did not listen", server.name);
             }
@@ -756,7 +639,7 @@ fn throughput(
             (0..paths.len()).rev().collect()
         };
         for &i in &order {
-            check_interrupted()?;
+            interrupt::check()?;
             let p = &paths[i];
             for h in &p.with_weft_nft {
                 h.sh(&format!("nft -f {nft_path}"))?;
@@ -832,7 +715,7 @@ fn run() -> Result<Value> {
             if Instant::now() > deadline {
                 bail!("the agents did not build vx-{NET}");
             }
-            check_interrupted()?;
+            interrupt::check()?;
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -855,11 +738,7 @@ fn main() -> ExitCode {
         println!("usage: weft-overlay-bench   (configured by environment; see the source header)");
         return ExitCode::SUCCESS;
     }
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    interrupt::install();
     match run() {
         Ok(v) => {
             let out = env_or("BENCH_OUT", "bench/overlay-results.json");

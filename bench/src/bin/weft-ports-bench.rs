@@ -13,74 +13,26 @@
 //! bench/ports.sh. Environment: WEFT_BIN, CNI_PATH (/usr/lib/cni),
 //! BENCH_PORTS_N (200), BENCH_DNS_SECS (5), BENCH_PREFIX, BENCH_PORTS_OUT.
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use weft_bench::config::env_or as env;
+use weft_bench::netns::Ns;
+use weft_bench::numbers::median;
 
-fn env(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
-/// A network namespace made for this run, deleted on drop.
-struct Ns {
-    name: String,
-    file: File,
-}
-
-impl Ns {
-    fn new(name: String) -> Result<Ns> {
-        let out = Command::new("ip").args(["netns", "add", &name]).output()?;
-        if !out.status.success() {
-            bail!("ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let file = File::open(format!("/run/netns/{name}"))?;
-        let ns = Ns { name, file };
-        ns.cmd("ip").args(["link", "set", "lo", "up"]).output()?;
-        Ok(ns)
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    /// A command that runs inside this namespace.
-    fn cmd(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        let fd = self.file.as_raw_fd();
-        // SAFETY: only setns runs between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        c
-    }
-
-    fn rule_count(&self) -> usize {
-        let out = self.cmd("nft").args(["-j", "list", "ruleset"]).output();
-        let v: Value =
-            out.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
-        v["nftables"]
-            .as_array()
-            .map(|a| a.iter().filter(|o| o.get("rule").is_some()).count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-    }
+/// Rules in all of a namespace's nftables tables.
+fn rule_count(ns: &Ns) -> usize {
+    let out = ns.command("nft").args(["-j", "list", "ruleset"]).output();
+    let v: Value =
+        out.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
+    v["nftables"]
+        .as_array()
+        .map(|a| a.iter().filter(|o| o.get("rule").is_some()).count())
+        .unwrap_or(0)
 }
 
 /// CPU time (user + system) of waited-for children so far, in ms.
@@ -106,12 +58,6 @@ struct Stats {
     mean: f64,
     first: f64,
     last: f64,
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
 }
 
 fn stats(ms: &[f64]) -> Stats {
@@ -143,7 +89,7 @@ fn weft_ports(
     let host = Ns::new(format!("{prefix}-{tag}h"))?;
     let state = std::env::temp_dir().join(format!("{prefix}-weft-{tag}"));
     let st = state.to_str().unwrap().to_string();
-    let w = |args: &[&str]| host.cmd(weft).arg("--state-dir").arg(&st).args(args).output();
+    let w = |args: &[&str]| host.command(weft).arg("--state-dir").arg(&st).args(args).output();
     ok(w(&["network", "create", "pbench", "--subnet", "10.200.0.0/16"])?, "weft network create")?;
     let (mut ms, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let mut conts = Vec::with_capacity(n);
@@ -153,7 +99,7 @@ fn weft_ports(
     for (i, c) in conts.iter().enumerate() {
         let port = format!("{}:80", 20000 + i);
         let (t, c0) = (Instant::now(), children_cpu_ms());
-        let path = c.path();
+        let path = &c.path;
         let mut args = vec!["attach", "pbench", &c.name, "--netns", &path];
         if publish {
             args.extend(["-p", &port]);
@@ -163,7 +109,7 @@ fn weft_ports(
         cpu.push(children_cpu_ms() - c0);
         ok(out, "weft attach")?;
     }
-    let rules = host.rule_count();
+    let rules = rule_count(&host);
     drop(conts);
     let _ = std::fs::remove_dir_all(&state);
     Ok((ms, cpu, rules))
@@ -181,7 +127,7 @@ fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, Vec<f6
     });
     let run = |plugin: &str, id: &str, netns: &str, conf: &Value| -> Result<Value> {
         let mut child = host
-            .cmd(&format!("{cni_path}/{plugin}"))
+            .command(&format!("{cni_path}/{plugin}"))
             .env_clear()
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", "ADD")
@@ -205,18 +151,18 @@ fn cni_ports(prefix: &str, cni_path: &str, n: usize) -> Result<(Vec<f64>, Vec<f6
     for (i, c) in conts.iter().enumerate() {
         let id = format!("ctr{i}");
         let (t, c0) = (Instant::now(), children_cpu_ms());
-        let prev = run("bridge", &id, &c.path(), &bridge_conf)?;
+        let prev = run("bridge", &id, &c.path, &bridge_conf)?;
         let pm = json!({
             "cniVersion": "1.0.0", "name": "pbench", "type": "portmap", "snat": true,
             "capabilities": {"portMappings": true},
             "runtimeConfig": {"portMappings": [{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}]},
             "prevResult": prev,
         });
-        run("portmap", &id, &c.path(), &pm)?;
+        run("portmap", &id, &c.path, &pm)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         cpu.push(children_cpu_ms() - c0);
     }
-    let rules = host.rule_count();
+    let rules = rule_count(&host);
     drop(conts);
     let _ = std::fs::remove_dir_all(&data);
     Ok((ms, cpu, rules))
@@ -231,7 +177,7 @@ fn probe(ns: &Ns, server: &str) -> bool {
         server.split(':').nth(1).unwrap()
     );
     // Until the server listens, the query is refused: not worth a line.
-    ns.cmd("bash")
+    ns.command("bash")
         .args(["-c", &script])
         .stderr(std::process::Stdio::null())
         .status()
@@ -243,7 +189,7 @@ fn probe(ns: &Ns, server: &str) -> bool {
 fn dnsperf(client: &Ns, server: &str, qfile: &Path, secs: u32) -> Result<(f64, f64)> {
     let (ip, port) = server.split_once(':').unwrap();
     let out = client
-        .cmd("dnsperf")
+        .command("dnsperf")
         .args([
             "-s",
             ip,
@@ -279,11 +225,11 @@ fn dns_bench(prefix: &str, weft: &str, secs: u32) -> Result<Value> {
     let svc = Ns::new(format!("{prefix}-ds"))?;
     let state = std::env::temp_dir().join(format!("{prefix}-dns"));
     let st = state.to_str().unwrap().to_string();
-    let w = |args: &[&str]| host.cmd(weft).arg("--state-dir").arg(&st).args(args).output();
+    let w = |args: &[&str]| host.command(weft).arg("--state-dir").arg(&st).args(args).output();
     ok(w(&["network", "create", "dbench", "--subnet", "10.202.0.0/24"])?, "network create")?;
-    ok(w(&["attach", "dbench", "client", "--netns", &client.path()])?, "attach client")?;
+    ok(w(&["attach", "dbench", "client", "--netns", &client.path])?, "attach client")?;
     let ep: Value = serde_json::from_slice(&ok(
-        w(&["attach", "dbench", "target", "--netns", &svc.path(), "--alias", "svc", "--json"])?,
+        w(&["attach", "dbench", "target", "--netns", &svc.path, "--alias", "svc", "--json"])?,
         "attach target",
     )?)?;
     let svc_ip = ep["address"].as_str().unwrap().split('/').next().unwrap().to_string();
@@ -298,7 +244,7 @@ fn dns_bench(prefix: &str, weft: &str, secs: u32) -> Result<Value> {
         }
     }
     let _weft = Kill(
-        host.cmd(weft)
+        host.command(weft)
             .args(["--state-dir", &st, "dns", "--upstream", "127.0.0.1:9"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -306,7 +252,7 @@ fn dns_bench(prefix: &str, weft: &str, secs: u32) -> Result<Value> {
     );
     let pid = std::env::temp_dir().join(format!("{prefix}-dnsmasq.pid"));
     let _dnsmasq = Kill(
-        host.cmd("dnsmasq")
+        host.command("dnsmasq")
             .args(["-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces"])
             .args([
                 "--listen-address=10.202.0.1",
@@ -361,14 +307,14 @@ fn main() -> Result<()> {
     let prefix = env("BENCH_PREFIX", &format!("wpb-{}", std::process::id()));
 
     println!("attach with one published port, N={n} sequential");
-    let (bms, bcpu, _) = weft_ports(&prefix, &weft, n, false)?;
+    let (bms, bcpu, brules) = weft_ports(&prefix, &weft, n, false)?;
     let (wms, wcpu, wrules) = weft_ports(&prefix, &weft, n, true)?;
     let (cms, ccpu, crules) = cni_ports(&prefix, &cni_path, n)?;
     let (ws, cs, bs) = (stats(&wms), stats(&cms), stats(&bms));
     for (name, s, cpu, rules) in [
         ("weft -p", &ws, &wcpu, wrules),
         ("bridge+portmap", &cs, &ccpu, crules),
-        ("(weft, no -p)", &bs, &bcpu, 0),
+        ("(weft, no -p)", &bs, &bcpu, brules),
     ] {
         println!(
             "  {name:<15} p50 {:>7.2} ms  p90 {:>7.2} ms  first20 {:>7.2} -> last20 {:>7.2} ms (x{:.2})  cpu p50 {:>6.2} ms  {rules} rules after",
@@ -384,7 +330,7 @@ fn main() -> Result<()> {
     let out = json!({
         "n": n,
         "attach_publish": {"weft": stats_json(&ws, wrules), "bridge_portmap": stats_json(&cs, crules),
-                           "weft_without_port": stats_json(&bs, 0),
+                           "weft_without_port": stats_json(&bs, brules),
                            "cpu_p50_ms": {"weft": median(&wcpu), "bridge_portmap": median(&ccpu),
                                           "weft_without_port": median(&bcpu)}},
         "dns": dns,
