@@ -2,6 +2,9 @@
 # Both install what they need first (Debian packages via scripts/deps).
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# weft is built as a static executable (scripts/static-cargo says why).
+STATIC_CARGO := CARGO=$(CARGO) scripts/static-cargo
+WEFT := $(or $(CARGO_TARGET_DIR),target)/$(shell rustc -vV | sed -n 's/^host: //p')/release/weft
 
 .PHONY: demo test deps build bench lint install-cni
 
@@ -9,25 +12,25 @@ deps:
 	@scripts/deps
 
 build:
-	$(CARGO) build --release -p weft
+	$(STATIC_CARGO) build --release -p weft
 
 demo: deps build
-	$(SUDO) target/release/weft demo
+	$(SUDO) $(WEFT) demo
 
 # The whole suite: unit, property and end-to-end tests (root: the e2e tests
 # build sandbox network namespaces).
 test: deps
-	$(CARGO) build --tests --workspace
-	$(SUDO) env "PATH=$$PATH" $(CARGO) test --workspace --no-fail-fast
+	$(STATIC_CARGO) build --tests --workspace
+	$(SUDO) env "PATH=$$PATH" $(STATIC_CARGO) test --workspace --no-fail-fast
 
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench: deps build
-	$(SUDO) bench/attach.sh
+	$(SUDO) env WEFT_BIN=$(WEFT) bench/attach.sh
 
 # weft as a CNI plugin: the same binary, in the runtime's plugin directory.
 CNI_BIN_DIR ?= /opt/cni/bin
 install-cni: build
-	$(SUDO) install -D -m 0755 target/release/weft $(CNI_BIN_DIR)/weft
+	$(SUDO) install -D -m 0755 $(WEFT) $(CNI_BIN_DIR)/weft

@@ -7,7 +7,7 @@
 # deletes any that survive a crash or Ctrl-C (weft-bench also cleans up
 # itself). Nothing runs in, or changes, the machine's own namespace.
 #
-# Environment: WEFT_BIN (default target/release/weft), CNI_PATH, BENCH_SEQ_N,
+# Environment: WEFT_BIN (default: the static release build, scripts/weft-bin), CNI_PATH, BENCH_SEQ_N,
 # BENCH_PAR_N, BENCH_WORKERS, BENCH_CHUNK, BENCH_WARMUP, BENCH_SUBNET,
 # BENCH_OUT (default bench/results.json); see bench/src/main.rs.
 set -eu
@@ -24,11 +24,7 @@ if ! command -v "$CARGO" >/dev/null 2>&1 && [ -n "${SUDO_USER:-}" ]; then
     home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
     [ -x "$home/.cargo/bin/cargo" ] && CARGO="$home/.cargo/bin/cargo"
 fi
-export WEFT_BIN="${WEFT_BIN:-${CARGO_TARGET_DIR:-target}/release/weft}"
-if [ ! -x "$WEFT_BIN" ]; then
-    echo "bench/attach.sh: $WEFT_BIN missing; building it" >&2
-    "$CARGO" build --release -p weft
-fi
+export WEFT_BIN="${WEFT_BIN:-$(CARGO="$CARGO" scripts/weft-bin)}"
 # The benchmark program (workspace member weft-bench).
 "$CARGO" build --release -q -p weft-bench --bin weft-bench
 BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/weft-bench"

@@ -11,7 +11,8 @@
 # them and deletes them after a crash or a kill. Nothing runs in, or
 # changes, the machine's own namespace.
 #
-# Environment: WEFT_BIN (default: target/release/weft, built if missing),
+# Environment: WEFT_BIN (default: the static release build, built if
+# missing: scripts/weft-bin),
 # OVL_N, OVL_ROUNDS, OVL_IPERF_SECS, OVL_PINGS,
 # BENCH_OUT (default bench/overlay-results.json); see
 # bench/src/bin/weft-overlay-bench.rs.
@@ -31,11 +32,7 @@ done
 
 CARGO=${CARGO:-cargo}
 TARGET="${CARGO_TARGET_DIR:-target}"
-export WEFT_BIN="${WEFT_BIN:-$TARGET/release/weft}"
-if [ ! -x "$WEFT_BIN" ]; then
-    echo "bench/overlay.sh: $WEFT_BIN missing; building it" >&2
-    "$CARGO" build --release -q -p weft
-fi
+export WEFT_BIN="${WEFT_BIN:-$(CARGO="$CARGO" scripts/weft-bin)}"
 "$CARGO" build --release -q -p weft-bench --bin weft-overlay-bench
 BENCH_BIN="$TARGET/release/weft-overlay-bench"
 

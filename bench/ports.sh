@@ -4,7 +4,7 @@
 # per second with dnsperf), in the same run. Run as root. Every namespace
 # is "$BENCH_PREFIX-..."; the trap deletes any a crash leaves behind.
 #
-# Environment: WEFT_BIN (default target/release/weft), CNI_PATH,
+# Environment: WEFT_BIN (default: the static release build, scripts/weft-bin), CNI_PATH,
 # BENCH_PORTS_N, BENCH_DNS_SECS, BENCH_PORTS_OUT (bench/ports-results.json).
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,8 +24,7 @@ if [ -n "$need" ]; then
     apt-get install -y -q $need >/dev/null
 fi
 CARGO=${CARGO:-cargo}
-export WEFT_BIN="${WEFT_BIN:-${CARGO_TARGET_DIR:-target}/release/weft}"
-[ -x "$WEFT_BIN" ] || "$CARGO" build --release -p weft
+export WEFT_BIN="${WEFT_BIN:-$(CARGO="$CARGO" scripts/weft-bin)}"
 "$CARGO" build --release -q -p weft-bench --bin weft-ports-bench
 export BENCH_PREFIX="wpb-$$"
 cleanup() {

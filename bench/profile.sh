@@ -20,7 +20,7 @@ set -eu
 cd "$(dirname "$0")/.."
 N=${1:-20}
 GROWTH_N=${2:-0}
-WEFT_BIN=$(realpath "${WEFT_BIN:-${CARGO_TARGET_DIR:-target}/release/weft}")
+WEFT_BIN=$(realpath "${WEFT_BIN:-$(scripts/weft-bin)}")
 P="wbprof-$$"
 OUT=${PROFILE_OUT:-$(mktemp -d /tmp/wbprof.XXXXXX)}
 HERE=$(realpath bench)

@@ -3,7 +3,7 @@
 //! throwaway network namespaces. Run through `bench/attach.sh` (`make bench`).
 //!
 //! Configuration (environment):
-//! - `WEFT_BIN`      weft binary (default `target/release/weft`)
+//! - `WEFT_BIN`      weft binary (attach.sh sets it: scripts/weft-bin)
 //! - `CNI_PATH`      reference plugins (default `/usr/lib/cni`)
 //! - `BENCH_SEQ_N`   sequential sizes, comma-separated (default `200,1000`)
 //! - `BENCH_PAR_N`   parallel workload size, 0 to skip (default `200`)

@@ -6,7 +6,7 @@
 # and tuning plugins (docs/cni.md's example): its published port answers and
 # the sysctl is set.
 #
-#   sudo tests/runtime/podman.sh          # WEFT_BIN=target/release/weft (or target/debug/weft)
+#   sudo tests/runtime/podman.sh          # WEFT_BIN: the release build, else the debug build
 #   sudo WEFT_BIN=/path/to/weft tests/runtime/podman.sh
 #
 # Needs root and the Debian packages podman, runc, busybox-static (the image
@@ -188,12 +188,12 @@ outer() {
     fi
     if [ -z "${WEFT_BIN:-}" ]; then
         local target=${CARGO_TARGET_DIR:-$root/target}
-        for b in "$target/release/weft" "$target/debug/weft"; do
+        for b in "$target"/*/release/weft "$target/release/weft" "$target"/*/debug/weft "$target/debug/weft"; do
             [ -x "$b" ] && WEFT_BIN=$b && break
         done
     fi
     if [ -z "${WEFT_BIN:-}" ] || [ ! -x "$WEFT_BIN" ]; then
-        fail "no weft binary at '${WEFT_BIN:-}' (build with 'cargo build --release -p weft' or set WEFT_BIN)"
+        fail "no weft binary at '${WEFT_BIN:-}' (build with 'make build' or set WEFT_BIN)"
     fi
     WEFT_BIN=$(realpath "$WEFT_BIN")
 

@@ -20,7 +20,7 @@
 //!    rounds. The underlay itself (host to host) is measured for scale.
 //!
 //! Configuration (environment):
-//! - `WEFT_BIN`        weft binary (default `target/release/weft`)
+//! - `WEFT_BIN`        weft binary (overlay.sh sets it: scripts/weft-bin)
 //! - `OVL_N`           convergence samples (default 100)
 //! - `OVL_ROUNDS`      iperf3/ping rounds per path (default 3)
 //! - `OVL_IPERF_SECS`  seconds per iperf3 run (default 5)

@@ -2,8 +2,9 @@
 //! shipped with it) loaded at run time. Starting `nft` costs a fork, an
 //! exec and its dynamic loading, about 2.5 ms; the same batch through the
 //! library takes about 0.2 ms, which matters on the attach path where a
-//! published port is one small batch. Where the library cannot be loaded,
-//! weft runs the `nft` command instead (see `nft.rs`).
+//! published port is one small batch (since then written over netlink
+//! instead, nfnl.rs). Where the library cannot be loaded, and in a static
+//! weft, weft runs the `nft` command instead (see `nft.rs`).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::{Mutex, OnceLock};
@@ -27,6 +28,11 @@ const OUTPUT_JSON: u32 = 1 << 4;
 
 /// libnftables, if this machine has it.
 pub(crate) fn lib() -> Option<&'static Lib> {
+    // A static weft (how `make` builds it) cannot load a library that needs
+    // libc.so: a second C library in the process crashes it. It runs nft.
+    if cfg!(target_feature = "crt-static") {
+        return None;
+    }
     static LIB: OnceLock<Option<Lib>> = OnceLock::new();
     LIB.get_or_init(load).as_ref()
 }
