@@ -8,9 +8,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use super::{net_ns, socket_path, FileId, Reply, Request};
 use crate::commands::Command;
@@ -18,7 +19,7 @@ use crate::ops::{self, Context};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-/// The signal also interrupts the accept loop's poll.
+/// The main thread sees it within 100 ms and stops the daemon.
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -35,13 +36,22 @@ struct Daemon {
     /// Open contexts (database connection, host netlink socket) not in use;
     /// a request takes one or opens one, and puts it back.
     idle: Mutex<Vec<Context>>,
-    /// Requests being served: a stopping daemon lets them finish, so a
-    /// SIGTERM never leaves an attach half done.
+    /// Requests being served by threads of their own (a stopping daemon's
+    /// backlog; the workers are waited for by joining): a stopping daemon
+    /// lets them finish, so a SIGTERM never leaves an attach half done.
     busy: AtomicUsize,
+    /// weft's command line parser, built once: building it (every command,
+    /// every option) cost more than parsing a line with it.
+    parser: Mutex<clap::Command>,
 }
 
 /// How long a stopping daemon waits for the requests it is serving.
-const DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Threads waiting in accept(2): a connection wakes one of them directly,
+/// no thread is started per request. Requests beyond this many wait in the
+/// listen backlog (the kernel makes link changes one at a time anyway).
+const WORKERS: usize = 8;
 
 pub fn run(state_dir: &Path) -> Result<()> {
     ops::context::require_net_admin()?;
@@ -76,17 +86,18 @@ pub fn run(state_dir: &Path) -> Result<()> {
         uid: unsafe { libc::geteuid() },
         idle: Mutex::new(vec![first]),
         busy: AtomicUsize::new(0),
+        parser: Mutex::new(crate::Cli::command()),
     });
+    let listener = Arc::new(listener);
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (daemon, listener) = (Arc::clone(&daemon), Arc::clone(&listener));
+            std::thread::spawn(move || daemon.work(&listener))
+        })
+        .collect();
     eprintln!("weft daemon: serving {}", sock.display());
     while !STOP.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd. A signal ends the wait early (EINTR).
-        if unsafe { libc::poll(&mut pfd, 1, 500) } <= 0 {
-            continue;
-        }
-        if let Ok((stream, _)) = listener.accept() {
-            Arc::clone(&daemon).spawn(stream);
-        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     // Stopping. New clients find no socket and run commands themselves;
     // those already connected (waiting in the backlog, their request
@@ -98,15 +109,21 @@ pub fn run(state_dir: &Path) -> Result<()> {
     // queuing its connection.
     for pass in 0..2 {
         if pass > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
         while let Ok((stream, _)) = listener.accept() {
             Arc::clone(&daemon).spawn(stream);
         }
     }
-    let t0 = std::time::Instant::now();
-    while daemon.busy.load(Ordering::SeqCst) > 0 && t0.elapsed() < DRAIN {
-        std::thread::sleep(std::time::Duration::from_millis(5));
+    // Wakes the workers still waiting in accept (it fails with EINVAL); a
+    // worker serving a request finishes it first.
+    // SAFETY: shutdown(2) of the listening socket this function owns.
+    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+    let t0 = Instant::now();
+    let running =
+        || daemon.busy.load(Ordering::SeqCst) > 0 || workers.iter().any(|w| !w.is_finished());
+    while running() && t0.elapsed() < DRAIN {
+        std::thread::sleep(Duration::from_millis(5));
     }
     // The pairs detached last, not left to `weft gc`.
     ops::reaper::delete_now();
@@ -140,6 +157,21 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
 }
 
 impl Daemon {
+    /// A worker thread: serves one connection after another until the
+    /// daemon stops.
+    fn work(&self, listener: &UnixListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => self.serve(stream),
+                Err(_) if STOP.load(Ordering::SeqCst) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // Out of file descriptors and the like: try again shortly.
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// A thread for one connection (a stopping daemon's backlog).
     fn spawn(self: Arc<Self>, stream: UnixStream) {
         self.busy.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
@@ -181,7 +213,7 @@ impl Daemon {
             return self.cni(call, req.container_ns);
         }
         // Errors (bad flags, --help) are the client's to print.
-        let Ok(cli) = crate::Cli::try_parse_from(&req.args) else {
+        let Some(cli) = self.parse(&req.args) else {
             return declined("not a command line the daemon runs");
         };
         let run: Box<Job> = match cli.command {
@@ -204,6 +236,12 @@ impl Daemon {
                 Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) }
             }
         }
+    }
+
+    fn parse(&self, args: &[String]) -> Option<crate::Cli> {
+        let mut parser = self.parser.lock().ok()?;
+        let matches = parser.try_get_matches_from_mut(args).ok()?;
+        crate::Cli::from_arg_matches(&matches).ok()
     }
 
     /// A plugin's ADD or DEL, answered as the plugin would.
