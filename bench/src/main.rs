@@ -14,6 +14,10 @@
 //! - `BENCH_SETTLE_MS` pause before each turn (default `50`), so that one
 //!   tool's deferred kernel work (device deletion's RCU wait, process exit)
 //!   is not measured as the next tool's time
+//! - `BENCH_ORDER`   `turns` (default): the tools take turns (blocks,
+//!   rounds); `alone`: each tool runs the whole workload by itself, then
+//!   the next (order rotating per workload), so that no tool's containers
+//!   exist while another tool is timed
 //! - `BENCH_WARMUP`  untimed cycles per tool before each workload (default `3`)
 //! - `BENCH_SUBNET`  the /16 both tools use (default `10.88.0.0/16`)
 //! - `BENCH_OUT`     JSON results (default `bench/results.json`)
@@ -84,6 +88,11 @@ fn run() -> Result<()> {
         weft_via_cni: env_or("BENCH_WEFT_VIA", "cli") == "cni",
         block: env_usize("BENCH_BLOCK", 50)?,
         settle: std::time::Duration::from_millis(env_usize("BENCH_SETTLE_MS", 50)? as u64),
+        one_tool_at_a_time: match env_or("BENCH_ORDER", "turns").as_str() {
+            "turns" => false,
+            "alone" => true,
+            other => bail!("BENCH_ORDER: `turns` or `alone`, not `{other}`"),
+        },
     };
     if env.tools.is_empty()
         || env.tools.iter().any(|t| !["weft", "weftd", "cni"].contains(&t.as_str()))
@@ -95,7 +104,13 @@ fn run() -> Result<()> {
     let mut specs = Vec::new();
     for n in env_or("BENCH_SEQ_N", "200,1000").split(',').filter(|s| !s.trim().is_empty()) {
         let n: usize = n.trim().parse().context("BENCH_SEQ_N")?;
-        specs.push(Spec { name: format!("seq-{n}"), n, workers: 1, chunk: 1 });
+        specs.push(Spec {
+            name: format!("seq-{n}"),
+            n,
+            workers: 1,
+            chunk: 1,
+            rotation: specs.len(),
+        });
     }
     let par_n = env_usize("BENCH_PAR_N", 200)?;
     let workers = env_usize("BENCH_WORKERS", 4)?;
@@ -105,6 +120,7 @@ fn run() -> Result<()> {
             n: par_n,
             workers,
             chunk: env_usize("BENCH_CHUNK", 10)?,
+            rotation: specs.len(),
         });
     }
 

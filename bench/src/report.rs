@@ -343,13 +343,16 @@ pub fn write_json(
         "method": "each attach/detach is one process (spawn to exit, output read) run in a sandbox \
                    host netns; weft (CLI alone), weftd (CLI with `weft daemon` running, its CPU \
                    added to each operation's) and the reference CNI bridge+host-local (ipMasq, isGateway, /16) \
-                   taking turns in blocks of `block` operations (sequential) or rounds of `chunk` \
-                   operations per worker (parallel), each turn after a pause of `settle_ms`; \
-                   sequential: attach 0..N then detach 0..N; times in ms; p = nearest rank",
+                   either (order `turns`) taking turns in blocks of `block` operations (sequential) \
+                   or rounds of `chunk` operations per worker (parallel), each turn after a pause of \
+                   `settle_ms`, or (order `alone`) one tool after the other, each through the whole \
+                   workload, a 1 s pause between tools; sequential: attach 0..N then detach 0..N; \
+                   times in ms; p = nearest rank",
         "machine": machine,
         "config": {
             "subnet": env.subnet,
             "warmup_cycles": env.warmup,
+            "order": if env.one_tool_at_a_time { "alone" } else { "turns" },
             "block": env.block,
             "settle_ms": env.settle.as_millis() as u64,
             "cni_path": env.cni_path,

@@ -46,6 +46,11 @@ pub struct Env {
     /// the previous turn (another tool's, mostly: the reference's device
     /// deletions and process exits) is not charged to this one.
     pub settle: Duration,
+    /// Each tool runs the whole workload (attach phase, detach phase)
+    /// before the next starts, instead of taking turns: no tool's
+    /// containers exist while another is timed. The order rotates from one
+    /// workload to the next.
+    pub one_tool_at_a_time: bool,
 }
 
 pub struct Spec {
@@ -55,6 +60,8 @@ pub struct Spec {
     pub workers: usize,
     /// Parallel only: operations per worker before the other tool's turn.
     pub chunk: usize,
+    /// One tool at a time: which tool goes first (the workload's number).
+    pub rotation: usize,
 }
 
 pub struct ToolResult {
@@ -82,6 +89,24 @@ pub struct WorkloadResult {
     pub machine_busy_pct: f64,
     pub loadavg_before: String,
     pub loadavg_after: String,
+}
+
+/// Waits (at most a minute) until the machine has been under 15% busy for
+/// half a second. Deleting namespaces (the previous workload's, hundreds
+/// at once) goes on in a kernel worker for seconds after `ip netns del`
+/// returns, and whatever tool is timed first would pay for it.
+fn wait_quiet(name: &str) {
+    let t0 = Instant::now();
+    loop {
+        let (b0, t0j) = cpu_jiffies();
+        std::thread::sleep(Duration::from_millis(500));
+        let (b1, t1j) = cpu_jiffies();
+        let busy = 100.0 * (b1 - b0) as f64 / (t1j - t0j).max(1) as f64;
+        if busy < 15.0 || t0.elapsed() > Duration::from_secs(60) {
+            eprintln!("[{name}] machine {busy:.0}% busy after {:.1} s", t0.elapsed().as_secs_f64());
+            return;
+        }
+    }
 }
 
 /// (busy, total) jiffies of all CPUs from /proc/stat.
@@ -166,16 +191,36 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
             .with_context(|| format!("{} setup", side.tool.key()))?;
     }
     warm_up(&sides, env.warmup)?;
+    wait_quiet(&spec.name);
 
     let loadavg_before = loadavg();
     let (busy0, total0) = cpu_jiffies();
     let epoch = Instant::now();
-    for op in [Op::Attach, Op::Detach] {
-        eprintln!("[{}] {:?} phase", spec.name, op);
-        if spec.workers <= 1 {
-            sequential(&mut sides, op, epoch, &spec.name, env.block.max(1), env.settle)?;
-        } else {
-            parallel(&mut sides, op, epoch, spec.workers, spec.chunk.max(1), env.settle)?;
+    // Taking turns: every tool in each phase. One at a time: each tool
+    // alone through both phases, then a pause of a second for the kernel's
+    // deferred work (and for what its containers still send: the
+    // reference's get IPv6 link-local addresses, whose duplicate address
+    // detection and router solicitations its bridge floods to every port
+    // for seconds) before the next tool.
+    let n_tools = sides.len();
+    let groups: Vec<std::ops::Range<usize>> = if env.one_tool_at_a_time {
+        (0..n_tools).map(|k| (spec.rotation + k) % n_tools).map(|t| t..t + 1).collect()
+    } else {
+        std::iter::once(0..n_tools).collect()
+    };
+    for (g, group) in groups.into_iter().enumerate() {
+        if g > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+            wait_quiet(&spec.name);
+        }
+        let sides = &mut sides[group];
+        for op in [Op::Attach, Op::Detach] {
+            eprintln!("[{}] {:?} phase ({})", spec.name, op, tool_keys(sides));
+            if spec.workers <= 1 {
+                sequential(sides, op, epoch, &spec.name, env.block.max(1), env.settle)?;
+            } else {
+                parallel(sides, op, epoch, spec.workers, spec.chunk.max(1), env.settle)?;
+            }
         }
     }
 
@@ -216,6 +261,10 @@ pub fn run(env: &Env, spec: Spec) -> Result<WorkloadResult> {
         loadavg_before,
         loadavg_after,
     })
+}
+
+fn tool_keys(sides: &[Side]) -> String {
+    sides.iter().map(|s| s.tool.key()).collect::<Vec<_>>().join(", ")
 }
 
 /// A few untimed cycles on container 0 so that both tools start with warm
