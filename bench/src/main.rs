@@ -14,10 +14,11 @@
 //! - `BENCH_SETTLE_MS` pause before each turn (default `50`), so that one
 //!   tool's deferred kernel work (device deletion's RCU wait, process exit)
 //!   is not measured as the next tool's time
-//! - `BENCH_ORDER`   `turns` (default): the tools take turns (blocks,
-//!   rounds); `alone`: each tool runs the whole workload by itself, then
-//!   the next (order rotating per workload), so that no tool's containers
-//!   exist while another tool is timed
+//! - `BENCH_ORDER`   `alone` (default): each tool runs the whole workload
+//!   by itself, then the next (order rotating per workload), so that no
+//!   tool's containers exist while another tool is timed (the reference's
+//!   keep sending IPv6 multicast that their bridge floods, see
+//!   BENCHMARKS.md); `turns`: the tools take turns (blocks, rounds)
 //! - `BENCH_WARMUP`  untimed cycles per tool before each workload (default `3`)
 //! - `BENCH_SUBNET`  the /16 both tools use (default `10.88.0.0/16`)
 //! - `BENCH_OUT`     JSON results (default `bench/results.json`)
@@ -88,7 +89,7 @@ fn run() -> Result<()> {
         weft_via_cni: env_or("BENCH_WEFT_VIA", "cli") == "cni",
         block: env_usize("BENCH_BLOCK", 50)?,
         settle: std::time::Duration::from_millis(env_usize("BENCH_SETTLE_MS", 50)? as u64),
-        one_tool_at_a_time: match env_or("BENCH_ORDER", "turns").as_str() {
+        one_tool_at_a_time: match env_or("BENCH_ORDER", "alone").as_str() {
             "turns" => false,
             "alone" => true,
             other => bail!("BENCH_ORDER: `turns` or `alone`, not `{other}`"),
