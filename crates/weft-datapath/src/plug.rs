@@ -220,18 +220,9 @@ fn default_route_v6() -> IpNet {
 /// Alias of a veth pair that is detached and waiting to be deleted.
 pub const RETIRED_ALIAS: &str = "weft:retired";
 
-/// Device groups of retired host ends: "weft" in ASCII and the 15 numbers
-/// after it. One request deletes a whole group (`delete_retired`); a pair
-/// goes to one of the 16 by its name, so that each request, during which
-/// the kernel holds its network lock and every attach and detach waits,
-/// deletes a sixteenth of what is retired.
+/// Device group of retired host ends ("weft" in ASCII), so that one request
+/// deletes all of them at once (`delete_retired`).
 pub const RETIRED_GROUP: u32 = 0x7765_6674;
-const RETIRED_GROUPS: u32 = 16;
-
-fn retired_group(host_veth: &str) -> u32 {
-    let hash = host_veth.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    RETIRED_GROUP + hash % RETIRED_GROUPS
-}
 
 /// Takes a veth pair out of service without deleting it: the host end goes
 /// down, which drops the container end's carrier and so cuts the container
@@ -244,7 +235,7 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<bool> {
     m.header.change_mask |= LinkFlags::Up;
     m.attributes.push(LinkAttribute::IfName(host_veth.to_string()));
     m.attributes.push(LinkAttribute::IfAlias(RETIRED_ALIAS.to_string()));
-    m.attributes.push(LinkAttribute::Group(retired_group(host_veth)));
+    m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
     match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
@@ -252,23 +243,17 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<bool> {
     }
 }
 
-/// Deletes every retired pair of this namespace, one request per device
-/// group: the kernel unregisters a group's pairs together, with one RCU
-/// wait for all of them instead of one each. Deleting 40 pairs in one
-/// request held the network lock for ~35 ms, and attaches and detaches of
-/// other containers waited that long. False when there was none.
+/// Deletes every retired pair of this namespace in one request: the kernel
+/// unregisters them together, with one RCU wait for all instead of one
+/// each, and takes its lock once. False when there was none.
 pub fn delete_retired(host: &mut Netlink) -> Result<bool> {
-    let mut deleted = false;
-    for group in RETIRED_GROUP..RETIRED_GROUP + RETIRED_GROUPS {
-        let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::Group(group));
-        match host.exec(RouteNetlinkMessage::DelLink(m), 0) {
-            Ok(()) => deleted = true,
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
-            Err(e) => return Err(e).op(|| "delete retired veths".to_string()),
-        }
+    let mut m = LinkMessage::default();
+    m.attributes.push(LinkAttribute::Group(RETIRED_GROUP));
+    match host.exec(RouteNetlinkMessage::DelLink(m), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e).op(|| "delete retired veths".to_string()),
     }
-    Ok(deleted)
 }
 
 /// Deletes a host veth by index. False when it is already gone.
@@ -289,19 +274,5 @@ pub fn unplug(host: &mut Netlink, host_veth: &str) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
         Err(e) => Err(e).op(|| format!("delete veth {host_veth}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retired_pairs_spread_over_the_sixteen_groups() {
-        let groups: std::collections::HashSet<u32> =
-            (0..64).map(|i| retired_group(&format!("vw{:012x}", i * 7919))).collect();
-        assert!(groups.iter().all(|g| (RETIRED_GROUP..RETIRED_GROUP + RETIRED_GROUPS).contains(g)));
-        assert!(groups.len() >= 12, "64 names fell into only {} groups", groups.len());
-        assert_eq!(retired_group("vw0123456789ab"), retired_group("vw0123456789ab"));
     }
 }
