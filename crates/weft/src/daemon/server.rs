@@ -162,7 +162,14 @@ impl Daemon {
     fn work(&self, listener: &UnixListener) {
         loop {
             match listener.accept() {
-                Ok((stream, _)) => self.serve(stream),
+                // A bug that panics in one request must not cost the
+                // daemon a worker: the client sees its connection closed
+                // without a reply, as it would from a dying thread.
+                Ok((stream, _)) => {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.serve(stream)
+                    }));
+                }
                 Err(_) if STOP.load(Ordering::SeqCst) => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // Out of file descriptors and the like: try again shortly.
@@ -239,7 +246,8 @@ impl Daemon {
     }
 
     fn parse(&self, args: &[String]) -> Option<crate::Cli> {
-        let mut parser = self.parser.lock().ok()?;
+        // A request that panicked while parsing left the parser as it was.
+        let mut parser = self.parser.lock().unwrap_or_else(|e| e.into_inner());
         let matches = parser.try_get_matches_from_mut(args).ok()?;
         crate::Cli::from_arg_matches(&matches).ok()
     }
