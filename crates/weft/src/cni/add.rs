@@ -54,7 +54,7 @@ pub fn add(
                 ports: conf.requested_ports()?,
                 aliases: Vec::new(),
             };
-            endpoint::attach(ctx, &req).map_err(to_cni)?
+            endpoint::attach(ctx, &req).map_err(to_cni)?.0
         }
     };
     let mine = result_for(&net, &ep);

@@ -72,7 +72,7 @@ impl Attach {
     /// Runs with an open context (the daemon keeps its contexts open).
     pub fn run_with(self, ctx: &mut Context) -> Result<()> {
         let netns = self.netns_ref();
-        let ep = endpoint::attach(
+        let (ep, net) = endpoint::attach(
             ctx,
             &AttachRequest {
                 network: self.network,
@@ -87,10 +87,8 @@ impl Attach {
             },
         )?;
         if self.json {
-            let net = ctx.store.network(&ep.network)?;
-            let nameservers = net.map(|n| n.nameservers()).unwrap_or_default();
             let mut v = serde_json::to_value(&ep)?;
-            v["dns"] = serde_json::json!({ "nameservers": nameservers });
+            v["dns"] = serde_json::json!({ "nameservers": net.nameservers() });
             output::json(&v)
         } else {
             output::endpoint_table(std::slice::from_ref(&ep));

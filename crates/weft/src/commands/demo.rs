@@ -114,7 +114,7 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
     let ns2 = container_netns()?;
     let mut eps = Vec::new();
     for (name, f) in [("busybox-1", &ns1), ("busybox-2", &ns2)] {
-        let ep = ops::endpoint::attach(
+        let (ep, _) = ops::endpoint::attach(
             &mut ctx,
             &AttachRequest {
                 network: "demo".into(),

@@ -58,7 +58,9 @@ pub fn run(state_dir: &Path) -> Result<()> {
     if ops::context::cluster().is_some() {
         bail!("weft daemon serves single-host networks; with a cluster store, run `weft agent`");
     }
-    let first = Context::open(state_dir)?;
+    let mut first = Context::open(state_dir)?;
+    // Once, not per request: the boot cannot change under a running daemon.
+    ops::gc::reclaim_after_reboot(&mut first)?;
     let state_dir = state_dir
         .canonicalize()
         .with_context(|| format!("state directory {}", state_dir.display()))?;
@@ -280,8 +282,8 @@ impl Daemon {
         Reply::Done { code: u8::from(!ok), stdout, stderr: String::new() }
     }
 
-    /// Runs `f` with an idle context (or a new one), as a mutating command
-    /// does: reboot reclaim first. `ok` tells whether `f` succeeded: after
+    /// Runs `f` with an idle context (or a new one; endpoints of an earlier
+    /// boot were reclaimed when the daemon started). `ok` tells whether `f` succeeded: after
     /// a failure the context may hold half a conversation (a netlink reply
     /// not read to its end), so it is not reused.
     fn with_context<T>(
@@ -294,7 +296,6 @@ impl Daemon {
             Some(c) => c,
             None => Context::open(&self.state_dir)?,
         };
-        ops::gc::reclaim_after_reboot(&mut ctx)?;
         let r = f(&mut ctx);
         if ok(&r) {
             if let Ok(mut v) = self.idle.lock() {

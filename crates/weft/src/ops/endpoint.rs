@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use weft_datapath::plug::{self, PlugSpec};
 use weft_datapath::Netns;
 use weft_model::endpoint::check_container_name;
-use weft_model::{names, Endpoint, EndpointKey, Mac, PortMapping};
+use weft_model::{names, Endpoint, EndpointKey, Mac, Network, PortMapping};
 use weft_store::EndpointRequest;
 
 use super::context::now;
@@ -57,7 +57,9 @@ pub fn endpoint_alias(key: &EndpointKey) -> String {
     format!("weft:ep={}/{}/{}", key.network, key.container, key.ifname)
 }
 
-pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
+/// The endpoint, ready, and its network as read for the attach (callers
+/// reporting the network's settings need not read it again).
+pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Network)> {
     check_container_name(&req.container)?;
     names::check_ifname(&req.ifname)?;
     let netns = match &req.netns {
@@ -132,7 +134,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<Endpoint> {
         let _ = publish::unpublish(ctx, &ep);
         return Err(e.context(format!("attach {} to {}", req.container, req.network)));
     }
-    Ok(Endpoint { state: weft_model::EndpointState::Ready, ..ep })
+    Ok((Endpoint { state: weft_model::EndpointState::Ready, ..ep }, net))
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or
