@@ -69,6 +69,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
             anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
         })?,
     };
+    refuse_host_namespace(&netns)?;
     let Some(net) = ctx.store.network(&req.network)? else {
         bail!("network {} does not exist", req.network);
     };
@@ -89,6 +90,13 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
     };
 
     publish::check(&net, &req.ports)?;
+    if let Some(mac) = req.mac {
+        if mac == network::bridge_mac(&net.name) || Some(mac) == bridge.mac {
+            // The bridge would take the container's frames for its own.
+            let why = "it is the address of the network's bridge";
+            return Err(weft_model::ModelError::BadMac(mac.to_string(), why).into());
+        }
+    }
 
     let host_veth = names::host_veth_name(&req.network, &req.container, &req.ifname);
     let ep = ctx.store.reserve_endpoint(&EndpointRequest {
@@ -96,6 +104,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
         container: req.container.clone(),
         ifname: req.ifname.clone(),
         netns: netns.path().display().to_string(),
+        netns_id: Some(netns.id()),
         ip: req.ip,
         ip6: req.ip6,
         mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &req.ifname])),
@@ -135,6 +144,46 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
         return Err(e.context(format!("attach {} to {}", req.container, req.network)));
     }
     Ok((Endpoint { state: weft_model::EndpointState::Ready, ..ep }, net))
+}
+
+/// weft never plugs the host into itself: a "container" namespace that is
+/// the one weft runs in, or the host's, would get the container end of the
+/// veth and a default route via the gateway, taking over the host's
+/// routing. The host's is PID 1's; where PID 1 cannot be inspected (a
+/// process with fewer capabilities than init may not), the namespaces of
+/// the processes that started weft stand for it: runtimes, shells and
+/// service managers run in the host's namespace, not in a container's.
+pub fn refuse_host_namespace(netns: &Netns) -> Result<()> {
+    let id = Some(netns.id());
+    let ns_of = |pid: &str| weft_datapath::netns::id_of(format!("/proc/{pid}/ns/net"));
+    let whose = if id == ns_of("thread-self") {
+        "weft's own network namespace".to_string()
+    } else if id == ns_of("1") {
+        "the host's network namespace (that of PID 1)".to_string()
+    } else if let Some(pid) = ancestors().into_iter().find(|p| id == ns_of(&p.to_string())) {
+        format!("the host's network namespace (that of PID {pid}, which started weft)")
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{} is {whose}, not a container's: weft plugs containers into networks, never the host",
+        netns.path().display()
+    )
+}
+
+/// weft's parent, its parent, ... up to (not including) PID 1.
+fn ancestors() -> Vec<u32> {
+    // SAFETY: getppid has no preconditions.
+    let mut pid = unsafe { libc::getppid() } as u32;
+    let mut out = Vec::new();
+    while pid > 1 && out.len() < 64 {
+        out.push(pid);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        pid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    }
+    out
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or
