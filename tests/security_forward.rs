@@ -231,3 +231,28 @@ fn uplink_keeps_its_router_advertisements() {
     assert_eq!(accept_ra(&sb), "1", "accept_ra not restored");
     assert_eq!(ra_default(&sb), vec![uplink], "route lost after network rm");
 }
+
+/// A container sends router advertisements to its bridge: the host must
+/// not take a default route (or addresses) from a container. With no IPv6
+/// network, weft leaves IPv6 forwarding off, where a bridge with the
+/// kernel's default accept_ra=1 would listen to them.
+#[test]
+fn container_cannot_become_the_hosts_router() {
+    let mut sb = Sandbox::new();
+    set_forwarding(&sb.host, false);
+    sb.weft_ok(&["network", "create", "n", "--subnet", "172.26.5.0/24"]);
+    let c = sb.container("evil");
+    sb.attach("n", c, &[]);
+    // The attacker owns its namespace: IPv6 on, a link-local address of
+    // its own (RAs must come from one).
+    sb.c(c).sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 && \
+         ip -6 addr add fe80::66/64 dev eth0 nodad");
+    send_ra(sb.c(c), "eth0");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        ra_default(&sb).is_empty(),
+        "the host routes IPv6 via a container: {:?}",
+        ra_default(&sb)
+    );
+    assert_eq!(sysctl(&sb.host, "ipv6/conf/weft-n/accept_ra"), "0");
+}

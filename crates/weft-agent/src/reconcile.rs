@@ -147,6 +147,12 @@ pub fn sync_firewall(view: &View, node: &str, state_dir: &Path) -> Result<()> {
         .collect();
     Firewall::new().apply_with_ports(&rules, &ports, forwarding.guards())?;
     forwarding.enable()?;
+    // Containers are no routers: the host takes no RA from its bridges.
+    for n in view.networks.values() {
+        if let Err(e) = weft_firewall::refuse_router_advertisements(&n.bridge) {
+            tracing::warn!("{e}");
+        }
+    }
     Ok(())
 }
 

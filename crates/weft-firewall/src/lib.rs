@@ -26,7 +26,7 @@ pub use error::FirewallError;
 pub use nft::{Firewall, TableStatus, DEFAULT_TABLE};
 pub use publish::{maps, reached_by_loopback, PortRule};
 pub use ruleset::{ruleset, ruleset_with_ports, sets};
-pub use sysctl::{set_route_localnet, Forwarding, Guards};
+pub use sysctl::{refuse_router_advertisements, set_route_localnet, Forwarding, Guards};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 

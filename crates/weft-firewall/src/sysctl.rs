@@ -1,7 +1,7 @@
 //! The kernel settings weft changes for its bridges, per network namespace
 //! (/proc/sys/net resolves against the calling thread's): IP forwarding,
 //! and `route_localnet` on bridges whose published ports the host reaches
-//! by 127.0.0.1.
+//! by 127.0.0.1, and accept_ra=0 on bridges (containers are no routers).
 //!
 //! Forwarding is the host's, not weft's: weft turns it on only when it is
 //! off, records that it did (a marker file in its state directory, written
@@ -170,6 +170,20 @@ pub fn set_route_localnet(bridge: &str, on: bool) -> Result<(), FirewallError> {
         return Ok(());
     }
     std::fs::write(&path, want).map_err(fail)
+}
+
+/// Sets accept_ra=0 on a weft bridge: the host must never take a route or
+/// an address from a router advertisement that a container sends. (With
+/// IPv6 forwarding off, the kernel's default accept_ra=1 listens to them.)
+/// A bridge without IPv6, or already gone, has nothing to change.
+pub fn refuse_router_advertisements(bridge: &str) -> Result<(), FirewallError> {
+    let path = accept_ra_path(bridge);
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "0" => Ok(()),
+        Ok(_) => write_dyn(&path, "0"),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FirewallError::Sysctl { path: "accept_ra", why: format!("{path}: {e}") }),
+    }
 }
 
 fn read(path: &'static str) -> Result<String, FirewallError> {

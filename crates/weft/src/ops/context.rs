@@ -77,7 +77,9 @@ impl Context {
         for n in nets.iter().filter(|n| n.driver == weft_model::Driver::Bridge) {
             let on = super::publish::needs_route_localnet(&n.name, &eps);
             // Not fatal: a bridge being rebuilt gets it when it publishes.
-            if let Err(e) = weft_firewall::set_route_localnet(&n.bridge, on) {
+            if let Err(e) = weft_firewall::set_route_localnet(&n.bridge, on)
+                .and_then(|()| weft_firewall::refuse_router_advertisements(&n.bridge))
+            {
                 tracing::warn!("{e}");
             }
         }
