@@ -151,14 +151,14 @@ fn rule_count_does_not_grow_with_endpoints_or_networks() {
     ]);
     sb.weft_ok(&["network", "create", "k", "--subnet", "172.22.7.0/24", "--internal"]);
     // The first IPv6 network turns IPv6 forwarding on, which adds its
-    // guard to chain `foreign` (security_forward.rs): one rule per family
-    // weft turned on, whatever the number of networks.
+    // guard to chain `foreign` (security_forward.rs): a fixed rule and one
+    // per family weft turned on, whatever the number of networks.
     let foreign = sb
         .nft_objects()
         .iter()
         .filter(|o| o.get("rule").is_some_and(|r| r["chain"] == "foreign"))
         .count();
-    assert_eq!(foreign, 2, "one guard per family");
+    assert_eq!(foreign, 3, "bridged frames pass, then one guard per family");
     assert_eq!(sb.nft_rule_count(), with_one + 1, "rules grew with networks (1 -> 3)");
     let mut bridges = sb.nft_set("bridges").unwrap();
     bridges.sort();

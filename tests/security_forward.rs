@@ -114,6 +114,39 @@ fn weft_does_not_route_between_other_interfaces() {
     assert_eq!(sysctl(&sb.host, "ipv4/ip_forward"), "0");
 }
 
+/// Another stack's bridge (docker0, a libvirt network) keeps switching
+/// between its ports while weft guards forwarding: under br_netfilter,
+/// which Docker loads, its frames pass the forward hook with the bridge as
+/// both interfaces, yet they are switched, not routed.
+#[test]
+fn other_bridges_still_switch() {
+    let mut sb = Sandbox::new();
+    set_forwarding(&sb.host, false);
+    let brnf = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+    if sb.host.try_sh(&format!("test -e {brnf}")) {
+        sb.host.sh(&format!("echo 1 > {brnf}"));
+    }
+    sb.host.sh("ip link add br-other type bridge && ip link set br-other up");
+    let (x, y) = (sb.container("x"), sb.container("y"));
+    for (i, ns) in [(2, x), (3, y)] {
+        sb.host.sh(&format!(
+            "ip link add ob{i} type veth peer name eth0 netns {ns} && \
+             ip link set ob{i} master br-other up",
+            ns = sb.c(ns).name
+        ));
+        sb.c(ns).sh(&format!("ip addr add 10.251.0.{i}/24 dev eth0 && ip link set eth0 up"));
+    }
+    let switched = |sb: &Sandbox| {
+        let probe = TcpProbe::listen(sb.c(y), "0.0.0.0:7002", Duration::from_secs(3));
+        let sent = tcp_send(sb.c(x), "10.251.0.3", 7002, 1);
+        assert_eq!(sent, probe.accepted().is_some());
+        sent
+    };
+    assert!(switched(&sb), "the plain bridge does not switch before weft");
+    sb.weft_ok(&["network", "create", "n", "--subnet", "172.26.6.0/24"]);
+    assert!(switched(&sb), "weft's forwarding guard broke another bridge");
+}
+
 /// A host that routed before weft keeps routing, with and after weft.
 #[test]
 fn a_router_stays_a_router() {

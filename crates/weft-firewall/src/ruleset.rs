@@ -8,7 +8,8 @@
 //! - `masq4` / `masq6` (prefix intervals): subnets of non-internal networks
 //!
 //! One chain depends on the host rather than the networks: `foreign`, with
-//! one rule per family whose forwarding weft turned on ([`Guards`]).
+//! one rule per family whose forwarding weft turned on ([`Guards`]), after
+//! one that lets bridged frames pass.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
@@ -231,8 +232,26 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
 /// With forwarding on only because of weft, the host routes for weft's
 /// networks and nothing else: traffic between two interfaces that are not
 /// weft bridges is dropped, per family weft turned on.
+///
+/// Under br_netfilter, frames that another stack's bridge switches between
+/// its ports pass this hook too, with the bridge as both interfaces: they
+/// are not routed, so they pass. (nft cannot compare iifname with oifname,
+/// so routing between two other bridges is not guarded.)
 fn guard_rules(g: Guards) -> Vec<(&'static str, Vec<Statement<'static>>)> {
     let mut out = Vec::new();
+    if g.forward4 || g.forward6 {
+        let kind = |key| {
+            Statement::Match(Match {
+                left: meta(key),
+                right: Expression::String("bridge".into()),
+                op: Operator::EQ,
+            })
+        };
+        out.push((
+            "switched by a bridge, not routed (br_netfilter)",
+            vec![kind(MetaKey::Iifkind), kind(MetaKey::Oifkind), Statement::Accept(None)],
+        ));
+    }
     for (on, family) in [(g.forward4, "ipv4"), (g.forward6, "ipv6")] {
         if !on {
             continue;
@@ -382,9 +401,9 @@ mod tests {
         };
         assert_eq!(foreign(Guards::default()).0, 0);
         let (chain, rules, text) = foreign(Guards { forward4: false, forward6: true });
-        assert_eq!((chain, rules), (1, 1));
+        assert_eq!((chain, rules), (1, 2));
         assert!(text.contains(r#"{"meta":{"key":"nfproto"}},"right":"ipv6""#), "{text}");
-        assert_eq!(foreign(Guards { forward4: true, forward6: true }).1, 2);
+        assert_eq!(foreign(Guards { forward4: true, forward6: true }).1, 3);
     }
 
     #[test]
