@@ -158,7 +158,8 @@ fn accept_ra_path(dev: &str) -> String {
 /// reaches its container from 127.0.0.1 (destination NAT in `output`, then
 /// masquerade to the bridge's address). It also lets 127.0.0.0/8 in from
 /// the bridge, which the table's `localnet` chain drops before routing.
-/// Off when no port of the network is reachable by 127.0.0.1.
+/// Off when no port of the network is reachable by 127.0.0.1; a bridge
+/// that does not exist (here) has nothing to turn off.
 pub fn set_route_localnet(bridge: &str, on: bool) -> Result<(), FirewallError> {
     let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
     let fail = |e: std::io::Error| FirewallError::Sysctl {
@@ -166,10 +167,12 @@ pub fn set_route_localnet(bridge: &str, on: bool) -> Result<(), FirewallError> {
         why: format!("{bridge}: {e}"),
     };
     let want = if on { "1" } else { "0" };
-    if std::fs::read_to_string(&path).map_err(fail)?.trim() == want {
-        return Ok(());
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == want => Ok(()),
+        Ok(_) => std::fs::write(&path, want).map_err(fail),
+        Err(e) if e.kind() == ErrorKind::NotFound && !on => Ok(()),
+        Err(e) => Err(fail(e)),
     }
-    std::fs::write(&path, want).map_err(fail)
 }
 
 /// Sets accept_ra=0 on a weft bridge: the host must never take a route or

@@ -74,9 +74,10 @@ impl Context {
         let ports: Vec<PortRule> = eps.iter().flat_map(PortRule::of).collect();
         Firewall::new().apply_with_ports(&rules, &ports, forwarding.guards())?;
         forwarding.enable()?;
-        for n in nets.iter().filter(|n| n.driver == weft_model::Driver::Bridge) {
+        for n in &nets {
             let on = super::publish::needs_route_localnet(&n.name, &eps);
-            // Not fatal: a bridge being rebuilt gets it when it publishes.
+            // Not fatal: a bridge being rebuilt (or an overlay network's
+            // the agent has yet to make) gets it when it publishes.
             if let Err(e) = weft_firewall::set_route_localnet(&n.bridge, on)
                 .and_then(|()| weft_firewall::refuse_router_advertisements(&n.bridge))
             {
