@@ -8,7 +8,7 @@
 //! Bare names that are not containers get NXDOMAIN here; everything else is
 //! forwarded to the upstream resolvers.
 //!
-//! The server never reads the store: its owner (`weft dns`, later the agent)
+//! The server never reads the store: its owner (the `weft dns` command)
 //! sends a new [`Zone`] whenever the store changes, and answers switch at
 //! once; listeners open and close as networks come and go. Parsing and
 //! building DNS messages is hickory's, not ours.
