@@ -94,7 +94,7 @@ fn localhost_port_is_for_the_host_alone() {
     sb.wire_outside();
     let web = sb.container("web");
     let far = sb.container("far");
-    sb.attach("n", web, &["-p", "127.0.0.1:8181:81", "-p", "8080:80"]);
+    let ew = sb.attach("n", web, &["-p", "127.0.0.1:8181:81", "-p", "8080:80"]);
     sb.attach("other", far, &[]);
     let out = sb.outside.as_ref().unwrap();
     route_loopback_out(out, HOST, "uplink");
@@ -103,6 +103,10 @@ fn localhost_port_is_for_the_host_alone() {
     assert!(!reaches(out, "127.0.0.1", 8181, sb.c(web), "0.0.0.0:81"), "from the outside link");
     assert!(!reaches(sb.c(far), "127.0.0.1", 8181, sb.c(web), "0.0.0.0:81"), "other network");
     assert!(!reaches(out, "127.0.0.1", 8080, sb.c(web), "0.0.0.0:80"), "0.0.0.0 port by 127.0.0.1");
+    // Nor by routing straight to the container (CVE-2025-54388 in Docker).
+    out.sh("ip route add 172.25.1.0/24 via 203.0.113.1");
+    let addr = ew["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    assert!(!reaches(out, &addr, 81, sb.c(web), "0.0.0.0:81"), "straight to the container");
 
     // The host itself, by 127.0.0.1: both ports; the outside by the
     // host's address: only the port published on every address.
