@@ -115,11 +115,16 @@ impl Forwarding {
 
 /// Interfaces (not `lo`) with a route learned from a router advertisement.
 fn ra_uplinks() -> Result<Vec<String>, FirewallError> {
-    let text = match std::fs::read_to_string(IPV6_ROUTES) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(sysctl_err(IPV6_ROUTES, e)),
-    };
+    match std::fs::read_to_string(IPV6_ROUTES) {
+        Ok(text) => Ok(parse_ra_uplinks(&text)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(sysctl_err(IPV6_ROUTES, e)),
+    }
+}
+
+/// The devices of the routes in `/proc/net/ipv6_route` text that came
+/// from router advertisements.
+fn parse_ra_uplinks(text: &str) -> Vec<String> {
     let mut devs: Vec<String> = Vec::new();
     for line in text.lines() {
         // dest plen src plen nexthop metric refcnt use flags dev
@@ -133,7 +138,7 @@ fn ra_uplinks() -> Result<Vec<String>, FirewallError> {
             devs.push(dev.to_string());
         }
     }
-    Ok(devs)
+    devs
 }
 
 /// Puts accept_ra back to 1 on the interfaces weft set to 2 (unless
@@ -239,5 +244,22 @@ fn sysctl_err(path: &'static str, e: std::io::Error) -> FirewallError {
             }
             _ => e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_uplinks_with_routes_from_router_advertisements() {
+        let z = "00000000000000000000000000000000";
+        let text = format!(
+            "{z} 00 {z} 00 fe80000000000000000000000000000a 00000400 00000001 00000000 00450003     eth0\n\
+             20010db8000000000000000000000000 40 {z} 00 {z} 00000100 00000001 00000000 00040001     eth0\n\
+             fd000000000000000000000000000000 40 {z} 00 {z} 00000100 00000001 00000000 00000001   weft-a\n\
+             {z} 00 {z} 00 {z} ffffffff 00000001 00000000 00200200       lo\n"
+        );
+        assert_eq!(parse_ra_uplinks(&text), ["eth0"]);
     }
 }
