@@ -40,7 +40,7 @@ pub fn topology(ctx: &mut Context, network: Option<&str>) -> Result<model::Topol
     if let Some(n) = network {
         nets.retain(|x| x.name == n);
         if nets.is_empty() {
-            bail!("network {n} does not exist");
+            bail!("{}", crate::ops::network::missing(ctx, n, None)?);
         }
     }
     let eps: Vec<_> = ctx
