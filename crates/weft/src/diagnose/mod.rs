@@ -20,6 +20,7 @@ pub mod model;
 mod overlay;
 mod peer;
 mod probe;
+mod published;
 pub mod render_dot;
 pub mod render_svg;
 pub mod render_text;
