@@ -108,6 +108,12 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        // weft attach writes /etc/netns/NAME/resolv.conf for a named
+        // namespace; a test that drops its containers without detaching
+        // them leaves it, so the guard removes it (test names are unique).
+        if self.name.starts_with(PREFIX) {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+        }
     }
 }
 

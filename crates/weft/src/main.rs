@@ -68,6 +68,15 @@ pub struct Cli {
 /// The command line parser: global options hidden from every command's
 /// own help (they are in `weft --help`), still accepted everywhere.
 pub fn cli_command() -> clap::Command {
+    without_globals_in_commands(Cli::command())
+}
+
+/// The parser as the man pages show it: no `help` command.
+pub fn man_command() -> clap::Command {
+    without_globals_in_commands(Cli::command().disable_help_subcommand(true))
+}
+
+fn without_globals_in_commands(cmd: clap::Command) -> clap::Command {
     fn hide_globals(cmd: clap::Command, top: bool) -> clap::Command {
         let cmd = if top {
             cmd
@@ -87,7 +96,7 @@ pub fn cli_command() -> clap::Command {
         cmd.mut_subcommands(|s| hide_globals(s, false))
     }
     // Global options reach the subcommands when the parser is built.
-    let mut cmd = Cli::command();
+    let mut cmd = cmd;
     cmd.build();
     hide_globals(cmd, true)
 }

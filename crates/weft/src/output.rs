@@ -66,13 +66,12 @@ impl Serialize for EndpointView {
 /// the store says.
 pub fn endpoint_views(ctx: &mut Context, eps: Vec<Endpoint>) -> Vec<EndpointView> {
     let node = ctx.node.clone();
-    let veths: Option<HashSet<String>> =
-        ctx.host().ok().and_then(|nl| nl.links().ok()).map(|ls| {
-            ls.into_iter()
-                .filter(|l| l.alias.as_deref() != Some(weft_datapath::plug::RETIRED_ALIAS))
-                .map(|l| l.name)
-                .collect()
-        });
+    let veths: Option<HashSet<String>> = ctx.host().ok().and_then(|nl| nl.links().ok()).map(|ls| {
+        ls.into_iter()
+            .filter(|l| l.alias.as_deref() != Some(weft_datapath::plug::RETIRED_ALIAS))
+            .map(|l| l.name)
+            .collect()
+    });
     eps.into_iter()
         .map(|ep| {
             let gone = ep.state == EndpointState::Ready

@@ -42,7 +42,8 @@ impl<'a> Walk<'a> {
         }
         match d.action {
             Action::Drop => self.stop(
-                Step::fail(K::Firewall, facts, d.why).fix("weft firewall reload   (rebuilds weft's table)"),
+                Step::fail(K::Firewall, facts, d.why)
+                    .fix("weft firewall reload   (rebuilds weft's table)"),
             ),
             _ => self.firewall_pass(Step::pass(K::Firewall, facts).note(d.why)),
         }

@@ -11,7 +11,7 @@ use weft_model::{names, Endpoint, EndpointKey, Mac, Network, PortMapping};
 use weft_store::EndpointRequest;
 
 use super::context::now;
-use super::{failpoint, network, publish, reaper, Context};
+use super::{failpoint, network, publish, reaper, resolv, Context};
 
 /// Where the container's network namespace is.
 #[derive(Debug, Clone)]
@@ -144,6 +144,13 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
         let _ = publish::unpublish(ctx, &ep);
         return Err(e.context(format!("attach {} to {}", req.container, req.network)));
     }
+    // Names for processes started with `ip netns exec NAME` (not fatal:
+    // the container is attached, only its resolv.conf is not).
+    if let Some(name) = resolv::netns_name(&ep.netns) {
+        if let Err(e) = resolv::add(name, &net.nameservers()) {
+            tracing::warn!("{e:#}");
+        }
+    }
     tracing::info!(
         container = ep.container,
         network = ep.network,
@@ -176,10 +183,8 @@ fn free_ifname(ctx: &mut Context, req: &AttachRequest, netns: &Netns) -> Result<
         .and_then(|mut nl| nl.links())
         .map(|ls| ls.into_iter().map(|l| l.name).collect())
         .with_context(|| format!("list interfaces in {}", netns.path().display()))?;
-    let name = (0..)
-        .map(|i| format!("eth{i}"))
-        .find(|n| !taken.contains(n))
-        .expect("some ethN is free");
+    let name =
+        (0..).map(|i| format!("eth{i}")).find(|n| !taken.contains(n)).expect("some ethN is free");
     tracing::debug!(container = req.container, ifname = name, "chose interface name");
     Ok(name)
 }
@@ -229,6 +234,9 @@ pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
     publish::unpublish(ctx, ep)?;
     if retired && !reaper::delete_later() {
         plug::unplug(ctx.host()?, &ep.host_veth)?;
+    }
+    if let Err(e) = resolv::refresh(ctx, &ep.netns) {
+        tracing::warn!("{e:#}");
     }
     Ok(())
 }

@@ -55,7 +55,8 @@ fn table_change(before: &TableStatus, after: &TableStatus) -> Option<String> {
         Some(format!("{table} (was missing)"))
     } else if before.chains != after.chains {
         Some(format!("{table} (rules differed: {} now {})", before.rules, after.rules))
-    } else if sorted(&before.sets) != sorted(&after.sets) || sorted(&before.maps) != sorted(&after.maps)
+    } else if sorted(&before.sets) != sorted(&after.sets)
+        || sorted(&before.maps) != sorted(&after.maps)
     {
         Some(format!("{table} (set or map elements differed)"))
     } else {
@@ -127,6 +128,9 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
             tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
+            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
+                tracing::warn!("{e:#}");
+            }
             report.endpoints.push(format!("{} ({why})", ep.key()));
         }
     }

@@ -66,13 +66,10 @@ pub fn choose_host_ports(ctx: &Context, ports: &[PortMapping]) -> Result<Vec<Por
         }
         let span = (p.container_port_end - p.container_port) as u32;
         let found = (u32::from(lo)..=u32::from(hi).saturating_sub(span)).find_map(|start| {
-            let c = PortMapping {
-                host_port: start as u16,
-                host_port_end: (start + span) as u16,
-                ..*p
-            };
-            let free = !taken.iter().any(|t| t.overlaps(&c))
-                && !sockets.iter().any(|l| l.clashes(&c));
+            let c =
+                PortMapping { host_port: start as u16, host_port_end: (start + span) as u16, ..*p };
+            let free =
+                !taken.iter().any(|t| t.overlaps(&c)) && !sockets.iter().any(|l| l.clashes(&c));
             free.then_some(c)
         });
         let Some(c) = found else {
