@@ -183,10 +183,25 @@ fn free_ifname(ctx: &mut Context, req: &AttachRequest, netns: &Netns) -> Result<
         .and_then(|mut nl| nl.links())
         .map(|ls| ls.into_iter().map(|l| l.name).collect())
         .with_context(|| format!("list interfaces in {}", netns.path().display()))?;
-    let name =
-        (0..).map(|i| format!("eth{i}")).find(|n| !taken.contains(n)).expect("some ethN is free");
+    let mut name = None;
+    for n in (0..).map(|i| format!("eth{i}")) {
+        if !taken.contains(&n) || leftover_of(ctx, req, &n)? {
+            name = Some(n);
+            break;
+        }
+    }
+    let name = name.expect("some ethN is free");
     tracing::debug!(container = req.container, ifname = name, "chose interface name");
     Ok(name)
+}
+
+/// Whether the container's `ifname` is the end of a pair this network
+/// retired (a detach moments ago, its reaper not done yet): plugging it
+/// again deletes that pair first, so the name is free.
+fn leftover_of(ctx: &mut Context, req: &AttachRequest, ifname: &str) -> Result<bool> {
+    let host_veth = names::host_veth_name(&req.network, &req.container, ifname);
+    let link = ctx.host()?.link_by_name(&host_veth)?;
+    Ok(link.is_some_and(|l| l.alias.as_deref() == Some(plug::RETIRED_ALIAS)))
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or
