@@ -160,6 +160,7 @@ impl RequestHandler for NetHandler {
                         send(&mut response, msg, header).await
                     }
                     None => {
+                        tracing::info!("{} {qtype}: no upstream answered: SERVFAIL", q.name());
                         header.set_response_code(ResponseCode::ServFail);
                         send(&mut response, builder.build_no_records(header), header).await
                     }
