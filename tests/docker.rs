@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::cluster::Cluster;
 use harness::{to_run, Run, Sandbox, TcpProbe, WEFT};
 
 const IMAGE: &str = "weft-busybox";
@@ -53,7 +54,12 @@ fn has_interpreter(elf: &[u8]) -> bool {
 
 /// One simulated host running dockerd and the weft plugin.
 struct DockerHost {
-    sb: Sandbox,
+    /// The sandbox host of a single-host test (None: a cluster's host).
+    sb: Option<Sandbox>,
+    /// weft's state directory on this host.
+    state_dir: PathBuf,
+    /// weft's global options (cluster store, node name).
+    weft_args: Vec<String>,
     dir: tempfile::TempDir,
     /// A process holding the private mount namespace (and the sandbox's
     /// network namespace) that dockerd and the plugin run in.
@@ -64,8 +70,26 @@ struct DockerHost {
 
 impl DockerHost {
     fn new() -> DockerHost {
-        require_packages();
         let sb = Sandbox::new();
+        let (ns, state) = (sb.host.path.clone(), sb.state_dir().to_path_buf());
+        DockerHost::start(Some(sb), ns, state, Vec::new())
+    }
+
+    /// dockerd and the plugin on host `i` of a cluster (etcd store).
+    fn in_cluster(c: &Cluster, i: usize) -> DockerHost {
+        let h = &c.hosts[i];
+        let mut args = c.client_args();
+        args.extend(["--node".to_string(), h.name.clone()]);
+        DockerHost::start(None, h.ns.path.clone(), h.state.path().to_path_buf(), args)
+    }
+
+    fn start(
+        sb: Option<Sandbox>,
+        host_ns: PathBuf,
+        state_dir: PathBuf,
+        weft_args: Vec<String>,
+    ) -> DockerHost {
+        require_packages();
         let dir = tempfile::tempdir().expect("tempdir");
         for d in ["etc", "data", "exec", "rootfs/bin", "rootfs/etc", "rootfs/tmp"] {
             std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
@@ -76,10 +100,9 @@ impl DockerHost {
              mount --bind {etc} /etc/docker && echo ready && exec sleep infinity",
             etc = dir.path().join("etc").display()
         );
-        let mut holder = sb
-            .host
-            .command("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &setup])
+        let mut holder = Command::new("nsenter")
+            .arg(format!("--net={}", host_ns.display()))
+            .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &setup])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn unshare");
@@ -89,11 +112,40 @@ impl DockerHost {
             .read_line(&mut ready)
             .expect("read holder");
         assert_eq!(ready.trim(), "ready", "private mount namespace setup failed");
-        let mut h = DockerHost { sb, dir, holder, dockerd: None, plugin: None };
+        let mut h =
+            DockerHost { sb, state_dir, weft_args, dir, holder, dockerd: None, plugin: None };
         h.start_plugin();
         h.start_dockerd(false);
         h.import_image();
         h
+    }
+
+    fn sb(&self) -> &Sandbox {
+        self.sb.as_ref().expect("a single-host test")
+    }
+
+    fn sb_mut(&mut self) -> &mut Sandbox {
+        self.sb.as_mut().expect("a single-host test")
+    }
+
+    /// weft on this host, in dockerd's mount namespace (it sees the
+    /// containers' namespaces as dockerd mounted them).
+    fn weft(&self, args: &[&str]) -> Run {
+        let out = self
+            .inside(WEFT)
+            .args(&self.weft_args)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .output()
+            .expect("spawn weft");
+        to_run(out)
+    }
+
+    fn weft_json(&self, args: &[&str]) -> serde_json::Value {
+        let r = self.weft(args);
+        assert!(r.ok, "weft {args:?} failed: {}", r.stderr);
+        serde_json::from_str(&r.stdout).expect("weft JSON")
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -115,8 +167,9 @@ impl DockerHost {
         let log = std::fs::File::create(self.path("plugin.log")).expect("log");
         let child = self
             .inside(WEFT)
+            .args(&self.weft_args)
             .arg("--state-dir")
-            .arg(self.sb.state_dir())
+            .arg(&self.state_dir)
             .args(["-v", "docker-plugin"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -266,11 +319,11 @@ impl DockerHost {
     /// weft's network behind a Docker network.
     fn weft_network(&self, net: &str) -> serde_json::Value {
         let name = format!("docker-{}", &self.network_id(net)[..12]);
-        self.sb.weft_json(&["network", "inspect", &name, "--json"])
+        self.weft_json(&["network", "inspect", &name, "--json"])
     }
 
     fn weft_endpoints(&self) -> Vec<serde_json::Value> {
-        self.sb.endpoints()
+        self.weft_json(&["endpoint", "ls", "--json"]).as_array().expect("endpoints").clone()
     }
 }
 
@@ -321,13 +374,13 @@ const HELLO: &[&str] = &["nc", "-ll", "-p", "80", "-e", "echo", "hello"];
 #[test]
 fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
     let mut h = DockerHost::new();
-    h.sb.wire_outside();
+    h.sb_mut().wire_outside();
     h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "front"]);
     let net = h.weft_network("front");
     let short = &h.network_id("front")[..12];
     let bridge = format!("br-{short}");
     assert_eq!(net["bridge"], bridge.as_str(), "{net}");
-    assert!(h.sb.has_link(&bridge), "bridge {bridge} missing");
+    assert!(h.sb().has_link(&bridge), "bridge {bridge} missing");
 
     h.run("web", &["--network", "front", "-p", "8080:80"], HELLO);
     h.run("db", &["--network", "front"], &["sleep", "1000"]);
@@ -353,12 +406,16 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
     // -p: from the host's own address, localhost, another container (via
     // the host address) and an outside namespace.
     let from_host = |addr: &str| {
-        h.sb.host.sh(&format!("busybox nc -w 2 {addr} 8080 </dev/null || true")).trim().to_string()
+        h.sb()
+            .host
+            .sh(&format!("busybox nc -w 2 {addr} 8080 </dev/null || true"))
+            .trim()
+            .to_string()
     };
     assert_eq!(from_host("203.0.113.1"), "hello");
     assert_eq!(from_host("127.0.0.1"), "hello");
     assert_eq!(h.exec_ok("db", "nc -w 2 203.0.113.1 8080 </dev/null").trim(), "hello");
-    let out = h.sb.outside.as_ref().expect("outside");
+    let out = h.sb().outside.as_ref().expect("outside");
     assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
 
     // Outbound NAT: the outside sees the host's address.
@@ -372,11 +429,11 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
     h.docker_ok(&["rm", "-f", "web", "db"]);
     assert!(h.weft_endpoints().is_empty(), "{:?}", h.weft_endpoints());
     h.docker_ok(&["network", "rm", "front"]);
-    let nets = h.sb.weft_json(&["network", "ls", "--json"]);
+    let nets = h.sb().weft_json(&["network", "ls", "--json"]);
     assert_eq!(nets.as_array().map(Vec::len), Some(0), "{nets}");
-    harness::eventually("bridge deleted", || !h.sb.has_link(&bridge));
+    harness::eventually("bridge deleted", || !h.sb().has_link(&bridge));
     harness::eventually("no veth left", || {
-        !h.sb.host_link_names().iter().any(|n| n.starts_with("vw"))
+        !h.sb().host_link_names().iter().any(|n| n.starts_with("vw"))
     });
 }
 
@@ -441,7 +498,7 @@ fn subnet_gateway_mtu_fixed_ip_connect_and_isolation() {
 #[test]
 fn internal_network_reaches_nothing_outside() {
     let mut h = DockerHost::new();
-    h.sb.wire_outside();
+    h.sb_mut().wire_outside();
     h.docker_ok(&[
         "network",
         "create",
@@ -477,7 +534,7 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
         "10.72.0.0/24",
         "n",
     ]);
-    let before = h.sb.snapshot();
+    let before = h.sb().snapshot();
     let bad: &[(&[&str], &str)] = &[
         (
             &["network", "create", "-d", "weft", "--ipam-driver", "weft", "-o", "color=red", "x"],
@@ -532,14 +589,14 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
     for (args, want) in bad {
         let err = h.docker_err(args);
         assert!(err.contains("weft: ") && err.contains(want), "docker {args:?}: {err}");
-        assert_eq!(h.sb.snapshot(), before, "docker {args:?} left something behind");
+        assert_eq!(h.sb().snapshot(), before, "docker {args:?} left something behind");
     }
     // A network in use: Docker refuses to remove it, and weft refuses to
     // remove it under Docker.
     h.run("cc", &["--network", "n"], &["sleep", "1000"]);
     assert!(h.docker_err(&["network", "rm", "n"]).contains("active endpoints"));
     let name = format!("docker-{}", &h.network_id("n")[..12]);
-    assert!(h.sb.weft_err(&["network", "rm", &name]).contains("endpoint"));
+    assert!(h.sb().weft_err(&["network", "rm", &name]).contains("endpoint"));
 }
 
 #[test]
@@ -600,9 +657,63 @@ fn restarts_keep_endpoints_and_addresses() {
     assert_eq!(h.weft_endpoints().len(), 2);
     h.docker_ok(&["rm", "-f", "pp", "qq"]);
     assert!(h.weft_endpoints().is_empty(), "{:?}", h.weft_endpoints());
-    let gc = h.sb.weft_json(&["gc", "--json"]);
+    let gc = h.weft_json(&["gc", "--json"]);
     assert_eq!(gc["endpoints"].as_array().map(Vec::len), Some(0), "{gc}");
     harness::eventually("no veth left", || {
-        !h.sb.host_link_names().iter().any(|n| n.starts_with("vw"))
+        !h.sb().host_link_names().iter().any(|n| n.starts_with("vw"))
     });
+}
+
+#[test]
+fn overlay_network_spans_dockerds_on_two_hosts_without_swarm() {
+    let cluster = Cluster::new(2);
+    let ov = ["network", "create", "ov", "--driver", "overlay", "--subnet", "10.90.0.0/24"];
+    cluster.weft_ok(0, &ov);
+    // Declared after the cluster: dropped (dockerd stopped) before it.
+    let hosts: Vec<DockerHost> = (0..2).map(|i| DockerHost::in_cluster(&cluster, i)).collect();
+    for h in &hosts {
+        harness::eventually("the agent built the overlay's bridge", || {
+            h.weft(&["network", "inspect", "ov", "--json"]).ok
+                && h.inside("ip")
+                    .args(["link", "show", "vx-ov"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+        });
+        h.docker_ok(&[
+            "network",
+            "create",
+            "-d",
+            "weft",
+            "--ipam-driver",
+            "weft",
+            "-o",
+            "weft.overlay=ov",
+            "--subnet",
+            "10.90.0.0/24",
+            "span",
+        ]);
+    }
+    hosts[0].run("alpha", &["--network", "span"], HELLO);
+    hosts[1].run("beta", &["--network", "span"], &["sleep", "1000"]);
+    let (a, b) = (hosts[0].ip_of("alpha", "span"), hosts[1].ip_of("beta", "span"));
+    assert_ne!(a, b, "two hosts' dockerds got the same address");
+    // weft knows both, each on its node.
+    let eps = hosts[1].weft_endpoints();
+    let nodes: Vec<&str> = eps.iter().filter_map(|e| e["node"].as_str()).collect();
+    assert_eq!(nodes.len(), 2, "{eps:?}");
+    assert_ne!(nodes[0], nodes[1], "{eps:?}");
+    // By address across hosts (the VXLAN entries follow within moments).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hosts[1].exec("beta", &format!("ping -c 1 -W 1 {a}")).ok {
+        assert!(Instant::now() < deadline, "beta on host1 cannot reach alpha ({a}) on host0");
+    }
+    assert_eq!(hosts[1].exec_ok("beta", &format!("nc -w 2 {a} 80 </dev/null")).trim(), "hello");
+    // Docker's DNS on host1 knows only host1's containers.
+    assert!(!hosts[1].exec("beta", "nslookup alpha 127.0.0.11").ok);
+
+    // Removing one host's Docker network leaves weft's overlay to the others.
+    hosts[1].docker_ok(&["rm", "-f", "beta"]);
+    hosts[1].docker_ok(&["network", "rm", "span"]);
+    assert!(hosts[1].weft(&["network", "inspect", "ov"]).ok);
+    assert_eq!(hosts[0].weft_endpoints().len(), 1);
 }
