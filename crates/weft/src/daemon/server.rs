@@ -184,6 +184,7 @@ impl Daemon {
     fn spawn(self: Arc<Self>, stream: UnixStream) {
         self.busy.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
+            ops::failpoint::panic_once("daemon-drain");
             self.serve(stream);
             self.busy.fetch_sub(1, Ordering::SeqCst);
         });
@@ -237,8 +238,10 @@ impl Daemon {
             Command::Detach(d) => Box::new(move |ctx| d.run_with(ctx)),
             _ => return declined("only attach and detach run in the daemon"),
         };
-        let (result, stdout) =
-            crate::output::capture(|| self.with_context(run, Result::is_ok).and_then(|r| r));
+        let (result, stdout) = crate::output::capture(|| {
+            ops::failpoint::panic_once("daemon-job");
+            self.with_context(run, Result::is_ok).and_then(|r| r)
+        });
         match result {
             Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
             Err(e) => {
