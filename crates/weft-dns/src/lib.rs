@@ -10,7 +10,7 @@
 //! (REFUSED: no way out, not even by DNS). Forwards in flight are bounded
 //! per client and in all, so a flood cannot take the server's sockets.
 //!
-//! The server never reads the store: its owner (`weft dns`, later the agent)
+//! The server never reads the store: its owner (the `weft dns` command)
 //! sends a new [`Zone`] whenever the store changes, and answers switch at
 //! once; listeners open and close as networks come and go. Parsing and
 //! building DNS messages is hickory's, not ours.

@@ -2,8 +2,6 @@
 
 mod sandbox;
 
-use std::time::Instant;
-
 use sandbox::{cmd, nft_text, ruleset_json, sandbox, set_sysctl, sysctl};
 use weft_firewall::{enable_forwarding, sets, Firewall, NetRules, TableStatus};
 
@@ -164,28 +162,4 @@ fn forwarding_changes_only_the_sandbox() {
         assert_eq!((sysctl(V4).as_str(), sysctl(V6).as_str()), ("1", "1"));
     });
     assert_eq!((sysctl(V4), sysctl(V6)), outside);
-}
-
-/// `cargo test -p weft-firewall --test table -- --ignored --nocapture`
-#[test]
-#[ignore = "timing report, not a check"]
-fn apply_timing() {
-    sandbox(|| {
-        let fw = Firewall::new();
-        for n in [2, 50] {
-            let nets: Vec<NetRules> = (0..n).map(|i| net(i, i % 5 == 0, i % 2 == 0)).collect();
-            let mut ms: Vec<f64> = (0..20)
-                .map(|_| {
-                    let t = Instant::now();
-                    fw.apply(&nets).unwrap();
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            ms.sort_by(f64::total_cmp);
-            println!(
-                "apply() with {n} networks: median {:.2} ms, min {:.2}, max {:.2}",
-                ms[10], ms[0], ms[19]
-            );
-        }
-    });
 }
