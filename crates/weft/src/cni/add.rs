@@ -79,7 +79,7 @@ fn endpoint_for(
         network: net.name.clone(),
         container: inv.container_id.clone(),
         netns: NetnsRef::Path(ns.path().to_path_buf()),
-        ifname: inv.ifname.clone(),
+        ifname: Some(inv.ifname.clone()),
         ip: ips.iter().find_map(|ip| match ip {
             IpAddr::V4(a) => Some(*a),
             _ => None,
