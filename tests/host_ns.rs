@@ -94,6 +94,19 @@ fn the_daemon_refuses_the_hosts_own_namespace() {
         assert!(line.contains(REFUSAL), "{args:?}: {line}");
         assert_eq!(before, sb.snapshot(), "{args:?}: the refused attach changed something");
     }
+    // A plugin's ADD that the daemon runs.
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "box"),
+        ("CNI_NETNS", own.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("WEFT_DAEMON", "require"),
+    ];
+    let conf = json!({"cniVersion": "1.0.0", "name": "n", "type": "weft"});
+    let r = sb.cni(&env, &conf);
+    assert_eq!(r.stdout["code"], 4, "{}", r.raw);
+    assert!(r.stdout["msg"].as_str().unwrap().contains(REFUSAL), "{}", r.raw);
+    assert_eq!(before, sb.snapshot(), "the refused ADD changed something");
 }
 
 #[test]
