@@ -175,6 +175,10 @@ fn gc_notices_a_netns_path_that_names_another_namespace_now() {
     run_ok_cmd(
         Command::new("sh").arg("-c").arg(format!("ip netns del {name} && ip netns add {name}")),
     );
+    // `weft explain` neither reads nor probes from that other namespace.
+    let out = sb.weft_cmd(&["explain", "--json", &name, "10.78.5.1"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("names another namespace now"), "{text}");
     let report = sb.weft_json(&["gc", "--json"]);
     assert_eq!(report["endpoints"].as_array().map(Vec::len), Some(1), "{report}");
     assert!(sb.endpoints().is_empty());
