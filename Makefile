@@ -46,3 +46,37 @@ bench-firewall: deps
 CNI_BIN_DIR ?= /opt/cni/bin
 install-cni: build
 	$(SUDO) install -D -m 0755 $(WEFT) $(CNI_BIN_DIR)/weft
+
+# `make install` puts weft, its shell completions, man pages and systemd
+# units under PREFIX (staged under DESTDIR for packaging); `make uninstall`
+# removes exactly those files. `make install WEFT=path/to/weft` installs
+# that binary instead of building one.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+UNITS := weft.service weft-dns.service
+INSTALLED_BIN := $(DESTDIR)$(BINDIR)/weft
+COMPLETIONS := $(DESTDIR)$(DATADIR)/bash-completion/completions/weft \
+	$(DESTDIR)$(DATADIR)/zsh/site-functions/_weft \
+	$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/weft.fish
+
+.PHONY: install uninstall
+install: $(if $(filter command line,$(origin WEFT)),,build)
+	install -D -m 0755 $(WEFT) $(INSTALLED_BIN)
+	install -d $(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	$(WEFT) completion bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/weft
+	$(WEFT) completion zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_weft
+	$(WEFT) completion fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/weft.fish
+	$(WEFT) man $(DESTDIR)$(MANDIR)/man1
+	install -d $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+		sed 's|/usr/local/bin/weft|$(BINDIR)/weft|' contrib/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+
+uninstall:
+	rm -f $(INSTALLED_BIN) $(COMPLETIONS) $(DESTDIR)$(MANDIR)/man1/weft.1 \
+		$(DESTDIR)$(MANDIR)/man1/weft-*.1 $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))

@@ -134,6 +134,12 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        // weft attach writes /etc/netns/NAME/resolv.conf for a named
+        // namespace; a test that drops its containers without detaching
+        // them leaves it, so the guard removes it (test names are unique).
+        if self.name.starts_with(PREFIX) {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+        }
     }
 }
 
@@ -232,10 +238,11 @@ impl Sandbox {
     }
 
     /// Everything a failed command must leave untouched: links, addresses,
-    /// routes, weft's nftables table and the store's contents.
+    /// routes, weft's nftables table and the store's contents. (An IPv6
+    /// address's `tentative` flag goes by itself once DAD is done.)
     pub fn snapshot(&self) -> String {
         let kernel = self.host.sh(
-            "ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-3 | sort; ip -o addr | sort; \
+            "ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-3 | sort; ip -o addr | sed 's/ tentative//' | sort; \
              ip route | sort; nft list table inet weft 2>/dev/null || true",
         );
         let nets = self.weft_ok(&["network", "ls", "--json"]);

@@ -39,7 +39,10 @@ impl Context {
             Some(c) => {
                 (Box::new(EtcdStore::connect(&c.etcd_config(), &c.node)?), Some(c.node.clone()))
             }
-            None => (Box::new(SqliteStore::open(state_dir)?), None),
+            None => (
+                Box::new(SqliteStore::open(state_dir).map_err(|e| open_error(state_dir, e))?),
+                None,
+            ),
         };
         Ok(Context {
             state_dir: state_dir.to_path_buf(),
@@ -86,6 +89,31 @@ impl Context {
         }
         Ok(())
     }
+}
+
+/// One line for a store that would not open: the store's error carries its
+/// cause twice over (its own text and its source), and a user without root
+/// needs to hear that first.
+fn open_error(state_dir: &Path, e: weft_store::StoreError) -> anyhow::Error {
+    use weft_store::StoreError as E;
+    let denied = match &e {
+        E::StateDir { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+        E::Db { .. } => !is_root(),
+        _ => false,
+    };
+    if denied {
+        return anyhow::anyhow!(
+            "cannot open weft's state in {}: permission denied; weft needs root (run it with sudo)",
+            state_dir.display()
+        );
+    }
+    // Its Display only: the chain below it repeats the same cause.
+    anyhow::anyhow!("cannot open weft's state in {}: {e}", state_dir.display())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// An exclusive advisory lock held until the returned file is dropped.

@@ -49,6 +49,55 @@ pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
     Ok(())
 }
 
+/// The mappings with a host port chosen for each dynamic one (`-p 80`):
+/// the first free block in the kernel's ephemeral range (as docker does),
+/// free meaning published by no endpoint of this host, by no other mapping
+/// of this attach, and held by no socket. Two attaches choosing at once may
+/// pick the same port; the store's reservation refuses the second.
+pub fn choose_host_ports(ctx: &Context, ports: &[PortMapping]) -> Result<Vec<PortMapping>> {
+    if !ports.iter().any(PortMapping::is_dynamic) {
+        return Ok(ports.to_vec());
+    }
+    let mut taken: Vec<PortMapping> = ports.iter().filter(|p| !p.is_dynamic()).copied().collect();
+    for ep in super::gc::local_endpoints(ctx)? {
+        taken.extend(ep.ports);
+    }
+    let sockets = listeners();
+    let (lo, hi) = ephemeral_range();
+    let mut out = Vec::with_capacity(ports.len());
+    for p in ports {
+        if !p.is_dynamic() {
+            out.push(*p);
+            continue;
+        }
+        let span = (p.container_port_end - p.container_port) as u32;
+        let found = (u32::from(lo)..=u32::from(hi).saturating_sub(span)).find_map(|start| {
+            let c =
+                PortMapping { host_port: start as u16, host_port_end: (start + span) as u16, ..*p };
+            let free =
+                !taken.iter().any(|t| t.overlaps(&c)) && !sockets.iter().any(|l| l.clashes(&c));
+            free.then_some(c)
+        });
+        let Some(c) = found else {
+            bail!("cannot publish {p}: no free host port in {lo}-{hi}");
+        };
+        tracing::info!(mapping = %c, "chose host port");
+        taken.push(c);
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// net.ipv4.ip_local_port_range, the ports the kernel picks from itself.
+fn ephemeral_range() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let mut it = text.as_deref().unwrap_or("").split_whitespace().filter_map(|v| v.parse().ok());
+    match (it.next(), it.next()) {
+        (Some(lo), Some(hi)) if lo > 0 && lo <= hi => (lo, hi),
+        _ => (32768, 60999),
+    }
+}
+
 /// Adds the endpoint's map elements (one nft transaction). If that fails
 /// (table deleted or flushed, a stale element in the way), the whole table
 /// is rebuilt from the store instead, which already holds this endpoint.
