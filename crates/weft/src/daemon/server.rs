@@ -277,6 +277,11 @@ impl Daemon {
     /// Reads the request; declines it, or says it is ready and waits for
     /// the go-ahead.
     fn serve(self: &Arc<Self>, mut conn: Conn, seat: Seat) {
+        // Before reading a byte (the socket's mode keeps others out too).
+        if !matches!(peer_uid(&conn.stream), Some(uid) if uid == 0 || uid == self.uid) {
+            conn.send(&declined("the client's user may not use this daemon"));
+            return;
+        }
         let line = match conn.line(seat.patience()) {
             Got::Line(line) => line,
             Got::Slow => return self.hand_off(conn, |d, conn| d.serve(conn, Seat::Own)),
@@ -285,7 +290,7 @@ impl Daemon {
                 return;
             }
         };
-        match self.prepare(&conn.stream, &line) {
+        match self.prepare(&line) {
             Ok(job) => {
                 if conn.send(&Reply::Ready) {
                     self.go(conn, job, seat);
@@ -319,11 +324,7 @@ impl Daemon {
 
     /// Checks who sent what: Ok with the command to run, or the reply
     /// that declines it.
-    fn prepare(&self, stream: &UnixStream, body: &[u8]) -> Result<Prepared, Reply> {
-        match peer_uid(stream) {
-            Some(uid) if uid == 0 || uid == self.uid => {}
-            _ => return Err(declined("the client's user may not use this daemon")),
-        }
+    fn prepare(&self, body: &[u8]) -> Result<Prepared, Reply> {
         let Ok(req) = serde_json::from_slice::<Request>(body) else {
             return Err(declined("unreadable request"));
         };
