@@ -17,7 +17,9 @@
 # "outside", is a client on a veth link to the host (192.0.2.0/24). A trap
 # removes containers, image, namespaces, cgroups and the temp dir, on
 # success and on failure.
-set -euo pipefail
+set -Eeuo pipefail
+# A command that fails where no check expects it says so.
+trap 'fail "line $LINENO: \`$BASH_COMMAND\` failed"' ERR
 
 IMAGE=localhost/weft-pm-busybox:latest
 HOST_IP=192.0.2.1
@@ -156,31 +158,43 @@ sc_created() {
 sc_ports() {
     run_d web -p 8080:80 -p 5353:53/udp -p 8000-8001:8000-8001 -p 127.0.0.1:9090:80 "$IMAGE" \
         sh -c 'mkdir -p /www && echo hello-weft >/www/index.html &&
-               httpd -p 8000 -h /www && httpd -p 8001 -h /www &&
-               (nc -u -l -p 53 >/www/udp &) && exec httpd -f -v -p 80 -h /www'
-    run_d peer "$IMAGE" sleep 600
+               httpd -p 8000 -h /www && httpd -p 8001 -h /www && exec httpd -f -v -p 80 -h /www'
+    # UDP: busybox has no UDP server; the host's python3 serves in the
+    # container's network namespace, which is where the DNAT leads.
+    local sandbox_key
+    sandbox_key=$(pm inspect --format '{{.NetworkSettings.SandboxKey}}' web)
+    nsenter --net="$sandbox_key" -- python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53)); s.settimeout(20)
+data, addr = s.recvfrom(100)
+open(sys.argv[1], "w").write(data.decode() + " from " + addr[0])' "$T/udp" &    run_d peer "$IMAGE" sleep 600
     local out
     wait_for 50 http_get "http://127.0.0.1:8080/" || fail "localhost:8080 does not answer"
-    out=$(http_get "http://$HOST_IP:8080/")
+    out=$(http_get "http://$HOST_IP:8080/" || true)
     [ "$out" = hello-weft ] || fail "host address $HOST_IP:8080: $out"
-    out=$(out_ns timeout 3 /bin/busybox wget -q -O- "http://$HOST_IP:8080/" 2>&1)
+    out=$(out_ns timeout 3 /bin/busybox wget -q -O- "http://$HOST_IP:8080/" 2>&1 || true)
     [ "$out" = hello-weft ] || fail "from the outside namespace, $HOST_IP:8080: $out"
     wait_for 20 logs_have web "$OUT_IP" ||
         fail "the container did not see the outside client's address $OUT_IP: $(pm logs web 2>&1 | tail -3)"
     for p in 8000 8001; do
-        out=$(out_ns timeout 3 /bin/busybox wget -q -O- "http://$HOST_IP:$p/" 2>&1)
+        out=$(out_ns timeout 3 /bin/busybox wget -q -O- "http://$HOST_IP:$p/" 2>&1 || true)
         [ "$out" = hello-weft ] || fail "range port $p from outside: $out"
     done
-    out=$(http_get "http://127.0.0.1:9090/")
+    out=$(http_get "http://127.0.0.1:9090/" || true)
     [ "$out" = hello-weft ] || fail "127.0.0.1:9090 (host IP 127.0.0.1): $out"
     if out_ns timeout 2 /bin/busybox wget -q -O- "http://$HOST_IP:9090/" >/dev/null 2>&1; then
         fail "-p 127.0.0.1:9090:80 answers on $HOST_IP from outside"
     fi
-    out=$(pm exec peer wget -q -T 3 -O- "http://$HOST_IP:8080/" 2>&1)
+    out=$(pm exec peer timeout 3 wget -q -O- "http://$HOST_IP:8080/" 2>&1 || true)
     [ "$out" = hello-weft ] || fail "from container peer (hairpin via $HOST_IP:8080): $out"
-    out_ns sh -c "echo udp-through-weft | timeout 3 /bin/busybox nc -u -w1 $HOST_IP 5353" || true
-    wait_for 30 exec_has web udp-through-weft cat /www/udp ||
-        fail "udp 5353 -> 53 did not arrive"
+    udp_send() {
+        out_ns python3 -c 'import socket,sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"udp-through-weft", (sys.argv[1], 5353))' "$HOST_IP"
+        grep -q . "$T/udp" 2>/dev/null
+    }
+    wait_for 30 udp_send || fail "udp $HOST_IP:5353 -> web:53 did not arrive"
+    out=$(cat "$T/udp")
+    [ "$out" = "udp-through-weft from $OUT_IP" ] || fail "udp: the container got: $out"
     # A host port taken by another container is refused with weft's line.
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" -p 8080:80 "$IMAGE" true 2>&1) &&
         fail "a second -p 8080 was accepted"
@@ -299,7 +313,7 @@ inner() {
     export XDG_RUNTIME_DIR=$T/xdg TMPDIR=$T/tmp
     unset WEFT_STATE_DIR
     mkdir -p "$T/xdg"
-    trap 'pm rm --all --force --time 0 >/dev/null 2>&1 || true; pm rmi --all --force >/dev/null 2>&1 || true' EXIT
+    trap 'trap - ERR; pm rm --all --force --time 0 >/dev/null 2>&1; pm rmi --all --force >/dev/null 2>&1' EXIT
 
     local rootfs=$T/rootfs
     mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root}
@@ -338,6 +352,7 @@ outer() {
     trap 'exit 130' INT TERM
     outer_cleanup() {
         local rc=$?
+        trap - ERR
         set +e
         local pids cgroups
         cgroups=$(ls -d /sys/fs/cgroup/"$SANDBOX" /sys/fs/cgroup/*/"$SANDBOX" 2>/dev/null)
@@ -401,7 +416,8 @@ EOF
     start=$(date +%s.%N)
     nsenter --net="/run/netns/$SANDBOX" -- unshare --mount --propagation slave -- \
         env PM_INNER=1 T="$T" SANDBOX="$SANDBOX" OUT_NS="$OUT_NS" SCENARIO="$SCENARIO" \
-        WEFT_BIN="$WEFT_BIN" PM_SCENARIOS="${PM_SCENARIOS:-}" PM_OUT="${PM_OUT:-}" bash "$0" "$SCENARIO"
+        WEFT_BIN="$WEFT_BIN" PM_SCENARIOS="${PM_SCENARIOS:-}" PM_OUT="${PM_OUT:-}" bash "$0" "$SCENARIO" ||
+        exit 1
     printf 'PASS: podman %s: %s (%.1f s)\n' "$SCENARIO" "$(cat "$T/result")" \
         "$(python3 -c "print($(date +%s.%N) - $start)")"
 }
