@@ -13,7 +13,7 @@ use weft_model::{Driver, Endpoint, EndpointKey, EndpointState, Mac, Network, Por
 
 use super::types::{NetAddress, NetInterface, NetworkInfo, NetworkOptions, StatusBlock};
 use super::{dns, owned, teardown};
-use crate::ops::endpoint::{self, AttachRequest, NetnsRef};
+use crate::ops::endpoint::{self, AttachRequest, HostListeners, NetnsRef};
 use crate::ops::{network, Context};
 
 pub fn setup(
@@ -128,7 +128,7 @@ fn attach_one(
             Vec::new()
         },
     };
-    let (ep, net) = endpoint::attach(ctx, &req)?;
+    let (ep, net) = endpoint::attach_with(ctx, &req, HostListeners::RuntimeChecks)?;
     Ok((ep, net))
 }
 

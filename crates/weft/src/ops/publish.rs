@@ -14,7 +14,7 @@ use super::Context;
 
 /// What an attach with `ports` must refuse before anything is reserved:
 /// ports on a network they cannot reach, and host ports a socket holds.
-pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
+pub fn check(net: &Network, ports: &[PortMapping], host_sockets: bool) -> Result<()> {
     weft_model::port::check_all(ports)?;
     if ports.is_empty() {
         return Ok(());
@@ -28,6 +28,9 @@ pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
     for p in ports {
         if matches!(p.host_ip, Some(IpAddr::V6(_))) && net.subnet6.is_none() {
             bail!("cannot publish {p}: network {} has no IPv6 subnet", net.name);
+        }
+        if !host_sockets {
+            continue;
         }
         if let Some(l) = listeners().into_iter().find(|l| l.clashes(p)) {
             bail!(
