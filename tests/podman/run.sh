@@ -103,6 +103,10 @@ sc_default() {
     [ "$out" = "c1 podman eth0 $ip ready" ] || fail "weft endpoint ls: $out"
     out=$(pm exec c1 ping -c1 -W2 10.88.0.1 2>&1) || fail "c1 cannot ping its gateway: $out"
     out=$(pm exec c1 ping -c1 -W2 "$HOST_IP" 2>&1) || fail "c1 cannot reach the host's $HOST_IP: $out"
+    # weft gc keeps what Podman uses.
+    weft gc >/dev/null || fail "weft gc failed"
+    out=$(endpoints)
+    [ "$out" = "c1 podman eth0 $ip ready" ] || fail "after weft gc: $out"
     out=$(weft topology 2>&1) || fail "weft topology: $out"
     case "$out" in *c1*) ;; *) fail "weft topology does not show c1: $out" ;; esac
     pm stop --time 0 c1 >/dev/null
@@ -137,6 +141,20 @@ sc_created() {
     case "$out" in *" 10.99.0.254/24 "*) ;; *) fail "bridge $br lacks 10.99.0.254/24: $out" ;; esac
     out=$(pm exec b ping -c1 -W2 10.99.0.7 2>&1) || fail "b cannot ping a: $out"
 
+    # --ipv6: Podman's IPv6 subnet and address, on eth0.
+    pm network create --ipv6 --subnet 10.91.0.0/24 --subnet fd00:91::/64 six >/dev/null
+    run_d s6 --network six "$IMAGE" sleep 600
+    local ip6
+    ip6=$(pm inspect --format '{{(index .NetworkSettings.Networks "six").GlobalIPv6Address}}' s6)
+    case "$ip6" in fd00:91::*) ;; *) fail "s6 got IPv6 address '$ip6', not in fd00:91::/64" ;; esac
+    out=$(pm exec s6 ip -o -6 addr show dev eth0)
+    case "$out" in *" $ip6/64 "*) ;; *) fail "s6's eth0 lacks $ip6/64: $out" ;; esac
+    out=$(pm exec s6 ping -c1 -W2 fd00:91::1 2>&1) || fail "s6 cannot ping its IPv6 gateway: $out"
+    # Networks are isolated from each other (Podman's -o isolate=true).
+    if pm exec s6 ping -c1 -W1 10.99.0.7 >/dev/null 2>&1; then
+        fail "a container on network six reaches one on network n1"
+    fi
+
     run_d v --network vault "$IMAGE" sleep 600
     out=$(pm exec v ip route)
     case "$out" in *default*) fail "a container on an --internal network has a default route: $out" ;; esac
@@ -147,9 +165,9 @@ sc_created() {
         fail "a container on network vault reaches one on network n1"
     fi
     check_clean
-    pm network rm n1 vault >/dev/null || fail "podman network rm failed"
+    pm network rm n1 vault six >/dev/null || fail "podman network rm failed"
     check_clean
-    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--internal as asked"
+    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--ipv6/--internal as asked, isolated"
 }
 
 # -p: tcp, udp, a range, a host IP; from the host (its address and
