@@ -27,15 +27,34 @@ bench_backend() { # NAME HELPER_DIR
     bench_times "$BENCH_N" pm run --rm "$IMAGE" true >"$T/$name.run"
     bench_times "$BENCH_N" pm run --rm --network none "$IMAGE" true >"$T/$name.none"
     pm network create benchnet >/dev/null
-    run_d idle --network none "$IMAGE" sleep 600
+    run_d idle "$IMAGE" sleep 600
     bench_times "$BENCH_N" conn_disconn >"$T/$name.conn"
     pm rm --force --time 0 idle >/dev/null
     pm network rm benchnet >/dev/null
 }
 
+# The helper alone: weft's setup and teardown as Podman runs them, timed
+# by a wrapper around the same binary (bash's start is outside the timing).
+bench_helper() {
+    mkdir -p "$T/timed"
+    cat >"$T/timed/netavark" <<EOS
+#!/bin/bash
+t0=\$(date +%s%N)
+"$WEFT_BIN" netavark "\$@"
+rc=\$?
+t1=\$(date +%s%N)
+echo "\${@: -2:1} \$(( (t1 - t0) / 1000 ))" >>"$T/helper"
+exit \$rc
+EOS
+    chmod +x "$T/timed/netavark"
+    export CONTAINERS_HELPER_BINARY_DIR=$T/timed
+    bench_times "$BENCH_N" pm run --rm "$IMAGE" true >/dev/null
+}
+
 sc_bench() {
     local backends="weft"
     bench_backend weft "$T/helpers"
+    bench_helper
     if [ -x "$NETAVARK_DIR/netavark" ]; then
         backends="weft netavark"
         bench_backend netavark "$NETAVARK_DIR"
@@ -55,6 +74,11 @@ for b in backends:
     res["backends"][b] = r
     print(f"{b:9} run {r['run']['p50_ms']:7.1f}/{r['run']['p99_ms']:7.1f}  none {r['none']['p50_ms']:7.1f}/{r['none']['p99_ms']:7.1f}"
           f"  connect+disconnect {r['conn']['p50_ms']:7.1f}/{r['conn']['p99_ms']:7.1f} ms (p50/p99)  network share {r['network_share_p50_ms']:.1f} ms")
+helper = {}
+for line in open(f"{t}/helper"):
+    cmd, us = line.split(); helper.setdefault(cmd, []).append(int(us) / 1000)
+res["weft_helper"] = {c: {"p50_ms": round(pct(v, 50), 1), "p99_ms": round(pct(v, 99), 1)} for c, v in helper.items()}
+print("weft as netavark alone: " + ", ".join(f"{c} {r['p50_ms']}/{r['p99_ms']} ms" for c, r in res["weft_helper"].items()) + " (p50/p99)")
 if "netavark" in res["backends"]:
     w, a = res["backends"]["weft"], res["backends"]["netavark"]
     res["share_ratio"] = round(w["network_share_p50_ms"] / a["network_share_p50_ms"], 3) if a["network_share_p50_ms"] > 0 else None
