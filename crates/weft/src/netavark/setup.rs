@@ -265,3 +265,46 @@ fn status(net: &Network, info: &NetworkInfo, ep: &Endpoint) -> StatusBlock {
     }
     block
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(json: &str) -> NetworkInfo {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn spec_from_podman_definition() {
+        let i = info(
+            r#"{"name":"n1","id":"x","driver":"bridge","network_interface":"podman1",
+                "subnets":[{"subnet":"10.99.0.0/24","gateway":"10.99.0.254"},
+                           {"subnet":"fd00:99::/64","gateway":"fd00:99::1"}],
+                "internal":true,"dns_enabled":true,"options":{"mtu":"1400","isolate":"true"}}"#,
+        );
+        let s = spec("n1", &i).unwrap();
+        assert_eq!(s.subnet.unwrap().to_string(), "10.99.0.0/24");
+        assert_eq!(s.gateway.unwrap().to_string(), "10.99.0.254");
+        assert_eq!(s.subnet6.unwrap().to_string(), "fd00:99::/64");
+        assert_eq!(s.bridge.as_deref(), Some("podman1"));
+        assert_eq!(s.mtu, Some(1400));
+        assert!(s.internal);
+        let net = s.build(s.subnet.unwrap(), 0).unwrap();
+        assert_eq!(mismatch(&net, &s), None);
+        let mut other = s.clone();
+        other.mtu = Some(1500);
+        assert!(mismatch(&net, &other).unwrap().contains("mtu 1400"));
+    }
+
+    #[test]
+    fn refuses_what_weft_cannot_do() {
+        let mac = info(r#"{"name":"m","driver":"macvlan","subnets":[{"subnet":"10.9.0.0/24"}]}"#);
+        assert!(spec("m", &mac).unwrap_err().to_string().contains("driver \"macvlan\""));
+        let v6 = info(r#"{"name":"s","driver":"bridge","subnets":[{"subnet":"fd00::/64"}]}"#);
+        assert!(spec("s", &v6).unwrap_err().to_string().contains("IPv6-only"));
+        let mtu = info(
+            r#"{"name":"b","driver":"bridge","subnets":[{"subnet":"10.9.0.0/24"}],"options":{"mtu":"big"}}"#,
+        );
+        assert!(spec("b", &mtu).is_err());
+    }
+}
