@@ -117,7 +117,7 @@ fn attach_one(
         network: net.name.clone(),
         container: opts.container_name.clone(),
         netns: NetnsRef::Path(netns.to_path_buf()),
-        ifname: per.interface_name.clone(),
+        ifname: Some(per.interface_name.clone()),
         ip,
         ip6,
         mac,
