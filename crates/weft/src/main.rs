@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod diagnose;
 mod docker;
+mod netavark;
 mod ops;
 mod output;
 
@@ -154,6 +155,16 @@ fn usage_error_line(rendered: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // Podman runs its network backend as `netavark` (weft linked under
+    // that name in a helper directory); `weft netavark ...` is the same.
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(args) = netavark::invocation(&args) {
+        init_logs(0);
+        return netavark::main(args);
+    }
+    if netavark::is_aardvark(&args) {
+        return netavark::aardvark_main(&args);
+    }
     // Runtimes run CNI plugins with CNI_COMMAND set and no arguments.
     if std::env::var_os("CNI_COMMAND").is_some() {
         init_logs(0);
