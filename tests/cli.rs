@@ -547,12 +547,52 @@ fn help_is_per_command_and_described() {
         let json = h.lines().find(|l| l.trim_start().starts_with("--json")).unwrap_or("");
         assert!(json.contains("Print JSON"), "{args:?}: --json undescribed:\n{h}");
     }
+    // Every argument and option of every command says what it is.
+    let commands = all_commands(&[]);
+    assert!(commands.contains(&vec!["network".to_string(), "create".to_string()]), "{commands:?}");
+    assert!(commands.len() > 15, "{commands:?}");
+    for cmd in commands {
+        let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        args.push("-h");
+        let h = weft_plain(&args).stdout;
+        for l in h.lines().filter(|l| l.starts_with("  ")) {
+            let t = l.trim();
+            let item = t.starts_with('-') || t.starts_with('<');
+            let described = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+            assert!(!item || described, "weft {cmd:?}: {t:?} has no description:\n{h}");
+        }
+    }
     let inspect = weft_plain(&["network", "inspect", "--help"]).stdout;
     assert!(inspect.contains("<NAME>  The network"), "{inspect}");
     // Global options still work after the command.
     let sb = Sandbox::new();
     let r = sb.weft(&["network", "ls", "-v"]);
     assert!(r.ok, "{}", r.stderr);
+}
+
+/// Every command and subcommand, from the help's Commands lists.
+fn all_commands(prefix: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    args.push("--help");
+    let h = weft_plain(&args).stdout;
+    let mut out = Vec::new();
+    let mut in_list = false;
+    for l in h.lines() {
+        if l.starts_with("Commands:") {
+            in_list = true;
+        } else if in_list && l.starts_with("  ") {
+            let name = l.split_whitespace().next().unwrap().to_string();
+            if name != "help" {
+                let mut cmd = prefix.to_vec();
+                cmd.push(name);
+                out.extend(all_commands(&cmd));
+                out.push(cmd);
+            }
+        } else {
+            in_list = false;
+        }
+    }
+    out
 }
 
 #[test]

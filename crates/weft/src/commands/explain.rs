@@ -24,6 +24,7 @@ pub struct Explain {
     /// Also send a real packet and report where it was seen (interface counters).
     #[arg(long)]
     probe: bool,
+    /// Print the steps as JSON.
     #[arg(long)]
     json: bool,
     /// Width of the text output (default: the terminal's, else 100).

@@ -15,6 +15,7 @@ pub enum FirewallCommand {
     Reload,
     /// What is in weft's table now: rule count, set and map elements.
     Show {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -20,6 +20,7 @@ enum Format {
 pub struct Topology {
     /// Only this network.
     network: Option<String>,
+    /// text (a drawing), dot (Graphviz), svg or json.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Width of the text drawing (default: the terminal's, else 100).
