@@ -165,8 +165,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    // Foreground services say what they do by default, as dockerd does.
-    let base = if cli.command.long_running() { 1 } else { 0 };
+    // `weft dns` says when it starts, fails a query and stops, by default
+    // (its log has a line per event, not per request it answers well).
+    let base = u8::from(matches!(cli.command, commands::Command::Dns(_)));
     if !cli.command.long_running() {
         // `weft endpoint ls | head` ends quietly when head is done, as other
         // CLIs do; services keep ignoring SIGPIPE (a client that hung up
