@@ -1,15 +1,22 @@
 # The two quick-start commands (see README.md): `make demo` and `make test`.
-# Both install what they need first (Debian packages via scripts/deps).
+# Each installs what it needs first (Debian packages via scripts/deps): the
+# demo only nftables, iproute2 and ping; the tests what they run as well.
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # weft is built as a static executable (scripts/static-cargo says why).
 STATIC_CARGO := CARGO=$(CARGO) scripts/static-cargo
 WEFT := $(or $(CARGO_TARGET_DIR),target)/$(shell rustc -vV | sed -n 's/^host: //p')/release/weft
 
-.PHONY: demo test deps build bench lint install-cni
+.PHONY: demo test deps test-deps bench-deps build bench bench-firewall lint install-cni
 
 deps:
 	@scripts/deps
+
+test-deps:
+	@scripts/deps --test
+
+bench-deps:
+	@scripts/deps --bench
 
 build:
 	$(STATIC_CARGO) build --release -p weft
@@ -19,7 +26,7 @@ demo: deps build
 
 # The whole suite: unit, property and end-to-end tests (root: the e2e tests
 # build sandbox network namespaces).
-test: deps
+test: test-deps
 	$(STATIC_CARGO) build --tests --workspace
 	$(SUDO) env "PATH=$$PATH" $(STATIC_CARGO) test --workspace --no-fail-fast
 
@@ -27,8 +34,13 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-bench: deps build
+bench: bench-deps build
 	$(SUDO) env WEFT_BIN=$(WEFT) bench/attach.sh
+
+# How long weft's firewall takes to rebuild its table (in a throwaway netns).
+bench-firewall: deps
+	$(CARGO) build --release -p weft-bench --bin weft-firewall-bench
+	$(SUDO) $(or $(CARGO_TARGET_DIR),target)/release/weft-firewall-bench
 
 # weft as a CNI plugin: the same binary, in the runtime's plugin directory.
 CNI_BIN_DIR ?= /opt/cni/bin

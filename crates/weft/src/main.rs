@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod daemon;
 mod diagnose;
+mod docker;
 mod ops;
 mod output;
 
@@ -198,7 +199,7 @@ fn main() -> ExitCode {
 }
 
 /// One line: the outermost context first, then its causes.
-fn error_line(e: &anyhow::Error) -> String {
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     format!("weft: error: {}", msg.join(": "))
 }

@@ -7,6 +7,7 @@ mod daemon;
 mod demo;
 mod detach;
 mod dns;
+mod docker_plugin;
 mod endpoint;
 mod explain;
 mod firewall;
@@ -44,6 +45,11 @@ pub enum Command {
     /// state directory, which saves each one the cost of opening the store,
     /// and runs them itself when there is none.
     Daemon(daemon::Daemon),
+    /// Serve Docker's networks (libnetwork remote network and IPAM driver).
+    ///
+    /// Long-running; dockerd finds it by its socket
+    /// (`docker network create -d weft --ipam-driver weft NET`).
+    DockerPlugin(docker_plugin::DockerPlugin),
     /// Run the per-host agent of a cluster (overlay networks).
     Agent(agent::Agent),
     /// Hosts of the cluster.
@@ -83,6 +89,7 @@ impl Command {
             Command::Gc(c) => c.run(state_dir),
             Command::Agent(c) => c.run(state_dir),
             Command::Daemon(c) => c.run(state_dir),
+            Command::DockerPlugin(c) => c.run(state_dir),
             Command::Node(c) => c.run(state_dir),
             Command::Demo(c) => c.run(),
             Command::Topology(c) => c.run(state_dir),

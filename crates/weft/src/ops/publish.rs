@@ -26,6 +26,12 @@ pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
         );
     }
     for p in ports {
+        if p.host_ip.is_some_and(|a| a.is_ipv6() && a.to_canonical().is_loopback()) {
+            bail!(
+                "cannot publish {p}: IPv6 has no route_localnet, so the kernel never lets a \
+                 connection from [::1] leave for a container; publish on 127.0.0.1 instead"
+            );
+        }
         if matches!(p.host_ip, Some(IpAddr::V6(_))) && net.subnet6.is_none() {
             bail!("cannot publish {p}: network {} has no IPv6 subnet", net.name);
         }
@@ -99,13 +105,17 @@ pub fn publish(ctx: &mut Context, ep: &Endpoint, bridge: &str) -> Result<()> {
     if ep.ports.is_empty() {
         return Ok(());
     }
-    weft_firewall::enable_route_localnet(bridge)?;
     let nl = ctx.host()?;
     if let Some(veth) = nl.link_by_name(&ep.host_veth)? {
         nl.set_hairpin(veth.index, &veth.name, true)?;
     }
     let added = {
+        // Under the lock: an unpublish deciding that the network no longer
+        // needs route_localnet either sees this endpoint or runs first.
         let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
+        if ep.ports.iter().any(weft_firewall::reached_by_loopback) {
+            weft_firewall::set_route_localnet(bridge, true)?;
+        }
         Firewall::new().publish(&PortRule::of(ep))
     };
     if let Err(e) = added {
@@ -116,20 +126,42 @@ pub fn publish(ctx: &mut Context, ep: &Endpoint, bridge: &str) -> Result<()> {
 }
 
 /// Deletes the endpoint's map elements; once its record is gone, a rebuild
-/// from the store is the fallback that cannot leave them behind.
+/// from the store is the fallback that cannot leave them behind. The last
+/// port of the network that the host reaches by 127.0.0.1 takes
+/// `route_localnet` with it.
 pub fn unpublish(ctx: &Context, ep: &Endpoint) -> Result<()> {
     if ep.ports.is_empty() {
         return Ok(());
     }
-    let removed = {
-        let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
-        Firewall::new().unpublish(&PortRule::of(ep))
-    };
-    if let Err(e) = removed {
+    let _lock = lock(&ctx.state_dir.join("firewall.lock"))?;
+    if let Err(e) = Firewall::new().unpublish(&PortRule::of(ep)) {
         tracing::info!("unpublishing by elements failed ({e}); rebuilding the table");
-        ctx.sync_firewall()?;
+        drop(_lock);
+        return ctx.sync_firewall();
+    }
+    if ep.ports.iter().any(weft_firewall::reached_by_loopback) {
+        let mut eps = ctx.store.endpoints(Some(&ep.network))?;
+        eps.retain(|e| e.node == ctx.node);
+        if !needs_route_localnet(&ep.network, &eps) {
+            if let Some(net) = ctx.store.network(&ep.network)? {
+                // Not fatal: the bridge may be gone with its network.
+                if let Err(e) = weft_firewall::set_route_localnet(&net.bridge, false) {
+                    tracing::debug!("{e}");
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Whether some endpoint of `network` among `eps` (this host's) publishes
+/// a port the host reaches by 127.0.0.1, which needs `route_localnet` on
+/// the network's bridge.
+pub fn needs_route_localnet(network: &str, eps: &[Endpoint]) -> bool {
+    eps.iter()
+        .filter(|e| e.network == network)
+        .flat_map(|e| &e.ports)
+        .any(weft_firewall::reached_by_loopback)
 }
 
 /// A socket of the host's namespace that holds a port.
