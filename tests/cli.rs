@@ -683,4 +683,21 @@ fn completion_scripts() {
     }
     let e = one_error_line(&weft_plain(&["completion", "tcsh"]));
     assert!(e.contains("invalid value 'tcsh'"), "{e}");
+
+    // `weft completion bash | head -1`: weft ends quietly when the reader
+    // is gone (no panic about a broken pipe). The script (70 KB) is more
+    // than a pipe holds (64 KiB), so weft is still writing when it goes.
+    let mut child = Command::new(WEFT)
+        .args(["completion", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(libc::SIGPIPE));
 }
