@@ -360,9 +360,18 @@ fn swapped_and_mistyped_arguments_are_named() {
 
 // ---- 7. without root: one line that says so ----
 
+/// Runs weft as user nobody: a copy of the binary in a directory anyone
+/// may enter (the build directory may be under a private home).
 fn as_nobody(args: &[&str]) -> harness::Run {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("weft");
+    std::fs::copy(WEFT, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", WEFT])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
         .args(args)
         .env_remove("WEFT_STATE_DIR")
         .output()
