@@ -12,7 +12,7 @@ mod output;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, Parser};
 
 /// `weft --version`: the release, then which commit it was built from.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WEFT_BUILD_INFO"), ")");
@@ -105,20 +105,24 @@ fn without_globals_in_commands(cmd: clap::Command) -> clap::Command {
 /// Parses the command line. Help and version go to stdout; an argument
 /// error is one `weft: error:` line (clap's tip folded into it) and exit 2.
 fn parse_args() -> Result<Cli, ExitCode> {
-    let mut cmd = cli_command();
-    let parsed = cmd
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    // clap builds only the commands on the way to the one given; the
+    // parser with hidden globals builds them all, so it is made only when
+    // help is shown (attach and detach are on the hot path).
+    let parsed = Cli::try_parse();
     match parsed {
         Ok(cli) => Ok(cli),
         Err(e) => {
             use clap::error::ErrorKind as K;
+            let help = |e: clap::Error| {
+                let shown = cli_command().try_get_matches_from(std::env::args_os()).err();
+                let _ = shown.filter(|s| s.kind() == e.kind()).unwrap_or(e).print();
+            };
             if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
-                let _ = e.print();
+                help(e);
                 return Err(ExitCode::SUCCESS);
             }
             if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
-                let _ = e.print();
+                help(e);
                 return Err(ExitCode::from(2));
             }
             eprintln!("weft: error: {}", usage_error_line(&e.render().to_string()));
