@@ -710,3 +710,70 @@ fn completion_scripts() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(libc::SIGPIPE));
 }
+
+// ---- the README's tour prints what it says ----
+
+/// Runs the README's Tour (its `console` block) in a sandbox and compares
+/// each command's output with the README's, line by line. Containers get
+/// the sandbox's names (mapped back to `web` and `db`); MACs and veth names
+/// derive from those names, so they are masked, and runs of spaces (column
+/// widths) are compared as one.
+#[test]
+fn readme_tour_matches_what_the_commands_print() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let tour = readme.split("## Tour").nth(1).expect("a Tour section");
+    let block =
+        tour.split("```console\n").nth(1).expect("a console block").split("```").next().unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for l in block.lines() {
+        match l.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_string(), Vec::new())),
+            None => steps.last_mut().expect("output after a command").1.push(l.to_string()),
+        }
+    }
+    assert!(steps.len() > 10, "{steps:?}");
+
+    let mut sb = Sandbox::new();
+    let mut names: Vec<(String, &str)> = Vec::new();
+    let mask = |s: &str| -> String {
+        s.split_whitespace()
+            .map(|w| {
+                let hex = |t: &str| t.chars().all(|c| c.is_ascii_hexdigit());
+                if w.len() == 17 && w.split(':').count() == 6 {
+                    "MAC".to_string()
+                } else if w.len() == 14 && w.starts_with("vw") && hex(&w[2..]) {
+                    "VETH".to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (cmd, want) in steps {
+        if cmd.starts_with("ip netns add") {
+            for tag in ["web", "db"] {
+                let i = sb.container(tag);
+                names.push((sb.c(i).name.clone(), tag));
+            }
+            continue;
+        }
+        let args: Vec<String> = cmd
+            .strip_prefix("weft ")
+            .unwrap_or_else(|| panic!("not a weft command: {cmd}"))
+            .split_whitespace()
+            .map(|a| names.iter().find(|(_, t)| *t == a).map_or(a.to_string(), |(n, _)| n.clone()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = sb.weft(&args);
+        let mut got = format!("{}{}", r.stdout, r.stderr);
+        for (n, t) in &names {
+            got = got.replace(n.as_str(), t);
+        }
+        let got: Vec<String> = got.lines().map(mask).collect();
+        let want: Vec<String> = want.iter().map(|l| mask(l)).collect();
+        assert_eq!(got, want, "`{cmd}` prints otherwise than the README says");
+    }
+}
