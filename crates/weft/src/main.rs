@@ -224,3 +224,28 @@ fn init_logs(verbose: u8) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::usage_error_line;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let missing = "error: the following required arguments were not provided:\n  \
+                       <NETWORK>\n  <CONTAINER>\n\nUsage: weft attach <NETWORK> <CONTAINER>\n\n\
+                       For more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(missing),
+            "the following required arguments were not provided: <NETWORK>, <CONTAINER>; \
+             see 'weft attach --help'"
+        );
+        let typo = "error: unrecognized subcommand 'netwrk'\n\n  tip: a similar subcommand \
+                    exists: 'network'\n\nUsage: weft [OPTIONS] <COMMAND>\n\nFor more \
+                    information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(typo),
+            "unrecognized subcommand 'netwrk' (a similar subcommand exists: 'network'); \
+             see 'weft --help'"
+        );
+    }
+}
