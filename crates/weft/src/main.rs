@@ -173,13 +173,6 @@ fn main() -> ExitCode {
     // `weft dns` says when it starts, fails a query and stops, by default
     // (its log has a line per event, not per request it answers well).
     let base = u8::from(matches!(cli.command, commands::Command::Dns(_)));
-    if cli.command.prints_and_exits() {
-        // `weft endpoint ls | head` ends quietly when head is done, as other
-        // CLIs do; services keep ignoring SIGPIPE (a client that hung up
-        // must not stop them).
-        // SAFETY: restoring a signal's default action has no preconditions.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
     init_logs(cli.verbose + base);
     let setup = config::Cluster::resolve(
         &cli.config,

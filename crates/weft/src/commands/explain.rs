@@ -53,7 +53,7 @@ impl Explain {
         if self.json {
             crate::output::json(&e)?;
         } else {
-            print!("{}", diagnose::steps::render_text(&e, diagnose::width(self.width)));
+            crate::output::text(&diagnose::steps::render_text(&e, diagnose::width(self.width)));
         }
         if let Some((n, s)) = e.failure() {
             bail!(

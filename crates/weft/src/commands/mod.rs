@@ -75,29 +75,6 @@ pub enum Command {
 }
 
 impl Command {
-    /// A command that prints its results and exits (not a service: those
-    /// run until stopped and talk to clients).
-    pub fn prints_and_exits(&self) -> bool {
-        // No wildcard: a new command must say which it is.
-        match self {
-            Command::Daemon(_) | Command::DockerPlugin(_) | Command::Agent(_) | Command::Dns(_) => {
-                false
-            }
-            Command::Network(_)
-            | Command::Attach(_)
-            | Command::Detach(_)
-            | Command::Endpoint(_)
-            | Command::Gc(_)
-            | Command::Node(_)
-            | Command::Demo(_)
-            | Command::Topology(_)
-            | Command::Explain(_)
-            | Command::Firewall(_)
-            | Command::Completion(_)
-            | Command::Man(_) => true,
-        }
-    }
-
     pub fn run(self, state_dir: &Path) -> Result<()> {
         match self {
             Command::Network(c) => c.run(state_dir),

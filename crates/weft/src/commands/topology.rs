@@ -34,10 +34,10 @@ impl Topology {
         let t = diagnose::topology(&mut ctx, self.network.as_deref())?;
         match self.format {
             Format::Text => {
-                print!("{}", diagnose::render_text::render(&t, diagnose::width(self.width)))
+                crate::output::text(&diagnose::render_text::render(&t, diagnose::width(self.width)))
             }
-            Format::Dot => print!("{}", diagnose::render_dot::render(&t)),
-            Format::Svg => print!("{}", diagnose::render_svg::render(&t)),
+            Format::Dot => crate::output::text(&diagnose::render_dot::render(&t)),
+            Format::Svg => crate::output::text(&diagnose::render_svg::render(&t)),
             Format::Json => crate::output::json(&t)?,
         }
         Ok(())
