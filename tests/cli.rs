@@ -305,7 +305,8 @@ fn named_namespaces_get_a_resolv_conf_and_names_resolve() {
     assert!(text.contains("nameserver 172.30.5.1\nnameserver 172.30.4.1\n"), "{text}");
 
     // `ip netns exec` mounts it: a process there resolves its peers.
-    let _dns = Dns::start(&sb, &["--upstream", "127.0.0.1:9"]);
+    let dns = Dns::start(&sb, &["--upstream", "127.0.0.1:9"]);
+    eventually("weft dns on both gateways", || dns.log().matches("serving DNS on").count() == 2);
     for name in [bn.as_str(), "bee"] {
         let out = Command::new("ip")
             .args(["netns", "exec", &an, "getent", "hosts", name])
