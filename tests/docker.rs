@@ -12,6 +12,7 @@
 
 mod harness;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -599,15 +600,130 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
     assert!(h.sb().weft_err(&["network", "rm", &name]).contains("endpoint"));
 }
 
+/// A plugin on its own socket in a temporary directory, without dockerd:
+/// the protocol and the socket's protection, seen from a client.
+struct LonePlugin {
+    sb: Sandbox,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl LonePlugin {
+    fn start() -> LonePlugin {
+        let sb = Sandbox::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Others may traverse it: only the socket's own mode protects it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let child = sb
+            .weft_cmd(&["docker-plugin", "--socket"])
+            .arg(dir.path().join("weft.sock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn weft docker-plugin");
+        let p = LonePlugin { sb, dir, child };
+        harness::eventually("the plugin's socket", || p.sock().exists());
+        p
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("weft.sock")
+    }
+
+    /// One POST on a fresh connection: status line and body.
+    fn post(&self, path: &str, body: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.sock()).expect("connect");
+        write!(
+            s,
+            "POST /{path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    }
+
+    /// Whether a process of user `nobody` (65534) can connect.
+    fn nobody_connects(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: a zeroed sockaddr_un is valid; the path fits (a tempdir).
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, b) in addr.sun_path.iter_mut().zip(self.sock().as_os_str().as_bytes()) {
+            *d = *b as libc::c_char;
+        }
+        let mut cmd = Command::new("/bin/true");
+        // SAFETY: only async-signal-safe system calls between fork and
+        // exec; the child reports a refused connect as a failed spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The plugin hangs up on another user without answering.
+                let req = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+                if libc::send(fd, req.as_ptr().cast(), req.len(), libc::MSG_NOSIGNAL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut buf = [0u8; 16];
+                if libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) <= 0 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ECONNRESET));
+                }
+                Ok(())
+            });
+        }
+        cmd.status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for LonePlugin {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = &self.sb;
+    }
+}
+
 #[test]
-fn plugin_socket_is_root_only() {
-    let h = DockerHost::new();
-    let out = h
-        .inside("stat")
-        .args(["-c", "%a %U", "/run/docker/plugins/weft.sock"])
-        .output()
-        .expect("stat");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "600 root");
+fn plugin_speaks_the_protocol_and_its_socket_is_root_only() {
+    let p = LonePlugin::start();
+    let meta = std::fs::metadata(p.sock()).expect("socket");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, 0));
+
+    let (status, body) = p.post("Plugin.Activate", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Implements"], serde_json::json!(["NetworkDriver", "IpamDriver"]));
+    // Unknown methods are 404, so Docker treats them as optional.
+    assert_eq!(p.post("NetworkDriver.AllocateNetwork", "{}").0, "HTTP/1.1 404 Not Found");
+    // A request weft cannot use: one line, under both protocols' names.
+    let (status, body) = p.post("IpamDriver.RequestPool", "{not json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let err = v["Err"].as_str().expect("Err");
+    assert!(err.starts_with("weft: malformed request") && !err.contains('\n'), "{err}");
+    assert_eq!(v["Error"], v["Err"]);
+
+    // Another user cannot connect (0600), nor be served if the mode were
+    // loosened (the plugin checks the peer's uid).
+    assert!(!p.nobody_connects(), "user nobody connected to the plugin");
+    std::fs::set_permissions(p.sock(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert!(!p.nobody_connects(), "user nobody was served by the plugin");
 }
 
 #[test]
@@ -716,4 +832,36 @@ fn overlay_network_spans_dockerds_on_two_hosts_without_swarm() {
     hosts[1].docker_ok(&["network", "rm", "span"]);
     assert!(hosts[1].weft(&["network", "inspect", "ov"]).ok);
     assert_eq!(hosts[0].weft_endpoints().len(), 1);
+}
+
+#[test]
+fn dual_stack_network_gives_ipv6_addresses() {
+    let h = DockerHost::new();
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--ipam-driver",
+        "weft",
+        "--ipv6",
+        "--subnet",
+        "10.75.0.0/24",
+        "--subnet",
+        "fd00:75::/64",
+        "dual",
+    ]);
+    let net = h.weft_network("dual");
+    assert_eq!(net["subnet6"], "fd00:75::/64", "{net}");
+    h.run("six", &["--network", "dual", "--ip6", "fd00:75::10"], &["sleep", "1000"]);
+    h.run("other", &["--network", "dual"], &["sleep", "1000"]);
+    let addrs = h.exec_ok("six", "ip -6 -o addr show eth0; ip -6 route show default");
+    assert!(addrs.contains("fd00:75::10/64"), "{addrs}");
+    assert!(
+        addrs.contains(&format!("via {}", net["gateway6"].as_str().expect("gateway6"))),
+        "{addrs}"
+    );
+    h.exec_ok("other", "ping -c 1 -W 2 fd00:75::10");
+    let eps = h.weft_endpoints();
+    assert!(eps.iter().any(|e| e["address6"] == "fd00:75::10/64"), "{eps:?}");
 }
