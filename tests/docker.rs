@@ -67,6 +67,33 @@ struct DockerHost {
     holder: Child,
     dockerd: Option<Child>,
     plugin: Option<Child>,
+    /// The kernel boot id weft is told (`WEFT_BOOT_ID`) after a simulated
+    /// reboot.
+    boot_id: Option<String>,
+}
+
+/// A process in the host's network namespace and a new private mount
+/// namespace: a tmpfs on /run (so /run/docker/plugins is the test's) and
+/// `etc` on /etc/docker. Prints `ready` once set up.
+fn spawn_holder(host_ns: &Path, etc: &Path) -> Child {
+    let setup = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
+         mount --bind {etc} /etc/docker && echo ready && exec sleep infinity",
+        etc = etc.display()
+    );
+    let mut holder = Command::new("nsenter")
+        .arg(format!("--net={}", host_ns.display()))
+        .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &setup])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare");
+    let mut ready = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("read holder");
+    assert_eq!(ready.trim(), "ready", "private mount namespace setup failed");
+    holder
 }
 
 impl DockerHost {
@@ -96,29 +123,67 @@ impl DockerHost {
             std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
         }
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
-        let setup = format!(
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
-             mount --bind {etc} /etc/docker && echo ready && exec sleep infinity",
-            etc = dir.path().join("etc").display()
-        );
-        let mut holder = Command::new("nsenter")
-            .arg(format!("--net={}", host_ns.display()))
-            .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &setup])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn unshare");
-        let mut ready = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(holder.stdout.take().expect("stdout"))
-            .read_line(&mut ready)
-            .expect("read holder");
-        assert_eq!(ready.trim(), "ready", "private mount namespace setup failed");
-        let mut h =
-            DockerHost { sb, state_dir, weft_args, dir, holder, dockerd: None, plugin: None };
+        let holder = spawn_holder(&host_ns, &dir.path().join("etc"));
+        let mut h = DockerHost {
+            sb,
+            state_dir,
+            weft_args,
+            dir,
+            holder,
+            dockerd: None,
+            plugin: None,
+            boot_id: None,
+        };
         h.start_plugin();
         h.start_dockerd(false);
         h.import_image();
         h
+    }
+
+    /// Kills every process of the host's mount namespace (dockerd,
+    /// containerd, shims, containers, the plugin: all started by the test)
+    /// and the namespace's holder.
+    fn kill_all(&mut self) {
+        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if pid as u32 != self.holder.id()
+                    && mnt.is_some()
+                    && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == mnt
+                {
+                    // SAFETY: a process in the test's own mount namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        for c in [self.dockerd.take(), self.plugin.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.wait();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+
+    /// A simulated reboot: every process of the host dies and its network
+    /// namespace (links, bridges, nftables) is replaced by a fresh one; the
+    /// disks stay (dockerd's data root, weft's state directory). weft is
+    /// told a new boot id. dockerd and the plugin start again.
+    fn reboot(&mut self, boot_id: &str) {
+        self.kill_all();
+        // dockerd's exec root is on /run, a tmpfs, on a real host.
+        let exec = self.path("exec");
+        std::fs::remove_dir_all(&exec).expect("clear the exec root");
+        std::fs::create_dir(&exec).expect("exec root");
+        let sb = self.sb.as_mut().expect("a single-host test");
+        sb.host = harness::Netns::new("host");
+        let ns = sb.host.path.clone();
+        self.holder = spawn_holder(&ns, &self.path("etc"));
+        self.boot_id = Some(boot_id.to_string());
+        self.start_plugin();
+        self.start_dockerd(false);
     }
 
     fn sb(&self) -> &Sandbox {
@@ -138,6 +203,7 @@ impl DockerHost {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(args)
+            .envs(self.boot_id.iter().map(|b| ("WEFT_BOOT_ID", b)))
             .output()
             .expect("spawn weft");
         to_run(out)
@@ -172,6 +238,7 @@ impl DockerHost {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(["-v", "docker-plugin"])
+            .envs(self.boot_id.iter().map(|b| ("WEFT_BOOT_ID", b)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -341,25 +408,7 @@ impl Drop for DockerHost {
         }
         self.stop_dockerd();
         self.stop_plugin();
-        // Whatever dockerd left in the namespace (containerd, shims) goes
-        // with the holder: all of it was started by this test.
-        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok();
-        if let Ok(procs) = std::fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                    continue;
-                };
-                if pid as u32 != self.holder.id()
-                    && mnt.is_some()
-                    && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == mnt
-                {
-                    // SAFETY: a process in the test's own mount namespace.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        self.kill_all();
     }
 }
 
@@ -864,4 +913,45 @@ fn dual_stack_network_gives_ipv6_addresses() {
     h.exec_ok("other", "ping -c 1 -W 2 fd00:75::10");
     let eps = h.weft_endpoints();
     assert!(eps.iter().any(|e| e["address6"] == "fd00:75::10/64"), "{eps:?}");
+}
+
+#[test]
+fn host_reboot_loses_no_endpoint_and_leaks_nothing() {
+    let mut h = DockerHost::new();
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--ipam-driver",
+        "weft",
+        "--subnet",
+        "10.77.0.0/24",
+        "boot",
+    ]);
+    h.run("b1", &["--network", "boot"], &["sleep", "1000"]);
+    h.run("b2", &["--network", "boot", "-p", "8080:80"], HELLO);
+    let bridge = format!("br-{}", &h.network_id("boot")[..12]);
+
+    h.reboot("simulated-boot-2");
+    // weft's records of the old boot are gone (their namespaces and links
+    // died with it); dockerd's containers are stopped, its network kept.
+    harness::eventually("old boot's endpoints reclaimed", || h.weft_endpoints().is_empty());
+    assert!(h.docker_ok(&["ps", "-q"]).is_empty());
+    // Started again: the bridge is rebuilt, the ports are published again,
+    // no address is handed out twice.
+    h.docker_ok(&["start", "b1", "b2"]);
+    assert!(h.sb().has_link(&bridge), "bridge {bridge} not rebuilt");
+    let (a, b) = (h.ip_of("b1", "boot"), h.ip_of("b2", "boot"));
+    assert_ne!(a, b);
+    assert_eq!(h.weft_endpoints().len(), 2);
+    h.exec_ok("b1", "ping -c 1 -W 2 b2");
+    assert_eq!(h.sb().host.sh("busybox nc -w 2 127.0.0.1 8080 </dev/null || true").trim(), "hello");
+    // weft gc agrees with dockerd: nothing stale, no link without an owner.
+    let gc = h.weft_json(&["gc", "--json"]);
+    for k in ["endpoints", "veths", "bridges"] {
+        assert_eq!(gc[k].as_array().map(Vec::len), Some(0), "{gc}");
+    }
+    let veths = h.sb().host_link_names().into_iter().filter(|n| n.starts_with("vw")).count();
+    assert_eq!(veths, 2);
 }
