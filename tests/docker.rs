@@ -455,15 +455,41 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
 
     // -p: from the host's own address, localhost, another container (via
     // the host address) and an outside namespace.
-    let from_host = |addr: &str| {
+    let from_host = |addr: &str, port: u16| {
         h.sb()
             .host
-            .sh(&format!("busybox nc -w 2 {addr} 8080 </dev/null || true"))
+            .sh(&format!("busybox nc -w 2 {addr} {port} </dev/null || true"))
             .trim()
             .to_string()
     };
-    assert_eq!(from_host("203.0.113.1"), "hello");
-    assert_eq!(from_host("127.0.0.1"), "hello");
+    assert_eq!(from_host("203.0.113.1", 8080), "hello");
+    assert_eq!(from_host("127.0.0.1", 8080), "hello");
+    // A host address in -p limits the port to it; udp and ranges are
+    // recorded with the endpoint and in weft's maps.
+    h.run(
+        "local",
+        &["--network", "front", "-p", "127.0.0.1:8081:80", "-p", "9000-9001:90-91/udp"],
+        HELLO,
+    );
+    assert_eq!(from_host("127.0.0.1", 8081), "hello");
+    assert_eq!(from_host("203.0.113.1", 8081), "");
+    let eps = h.weft_endpoints();
+    let ports: Vec<String> = eps
+        .iter()
+        .flat_map(|e| e["ports"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            format!("{}:{}:{}>{}", p["protocol"], p["host_ip"], p["host_port"], p["container_port"])
+        })
+        .collect();
+    for want in [
+        r#""tcp":"127.0.0.1":8081>80"#,
+        r#""udp":null:9000>90"#,
+        r#""udp":null:9001>91"#,
+        r#""tcp":null:8080>80"#,
+    ] {
+        assert!(ports.iter().any(|p| p == want), "{want} not in {ports:?}");
+    }
+    h.docker_ok(&["rm", "-f", "local"]);
     assert_eq!(h.exec_ok("db", "nc -w 2 203.0.113.1 8080 </dev/null").trim(), "hello");
     let out = h.sb().outside.as_ref().expect("outside");
     assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
@@ -913,6 +939,13 @@ fn dual_stack_network_gives_ipv6_addresses() {
     h.exec_ok("other", "ping -c 1 -W 2 fd00:75::10");
     let eps = h.weft_endpoints();
     assert!(eps.iter().any(|e| e["address6"] == "fd00:75::10/64"), "{eps:?}");
+
+    // weft's network driver with Docker's own IPAM driver works too.
+    h.docker_ok(&["network", "create", "-d", "weft", "--subnet", "10.78.0.0/24", "plain"]);
+    h.run("plain1", &["--network", "plain"], &["sleep", "1000"]);
+    h.run("plain2", &["--network", "plain"], &["sleep", "1000"]);
+    h.exec_ok("plain1", "ping -c 1 -W 2 plain2");
+    assert_eq!(h.weft_network("plain")["subnet"], "10.78.0.0/24");
 }
 
 #[test]
