@@ -988,3 +988,29 @@ fn host_reboot_loses_no_endpoint_and_leaks_nothing() {
     let veths = h.sb().host_link_names().into_iter().filter(|n| n.starts_with("vw")).count();
     assert_eq!(veths, 2);
 }
+
+#[test]
+fn containers_started_at_once_get_distinct_addresses() {
+    let h = DockerHost::new();
+    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "many"]);
+    let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    std::thread::scope(|s| {
+        for n in &names {
+            let h = &h;
+            s.spawn(move || h.run(n, &["--network", "many"], &["sleep", "1000"]));
+        }
+    });
+    let mut ips: Vec<String> = names.iter().map(|n| h.ip_of(n, "many")).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), names.len(), "duplicate addresses: {ips:?}");
+    let eps = h.weft_endpoints();
+    assert_eq!(eps.len(), names.len());
+    let mut weft_ips: Vec<String> = eps
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .map(|a| a.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    weft_ips.sort();
+    assert_eq!(weft_ips, ips, "weft and Docker disagree on the addresses");
+}
