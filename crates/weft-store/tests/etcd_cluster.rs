@@ -16,7 +16,7 @@ use weft_store::{EtcdStore, Store, StoreError};
 
 #[test]
 fn a_dead_host_takes_its_endpoints_claims_and_blocks_along() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -52,7 +52,7 @@ fn a_dead_host_takes_its_endpoints_claims_and_blocks_along() {
 
 #[test]
 fn lease_expiry_without_renewal_removes_the_node() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let lease = rt.block_on(cluster.register_node(&node("a"), 1)).unwrap();
@@ -69,7 +69,7 @@ fn lease_expiry_without_renewal_removes_the_node() {
 
 #[test]
 fn nodes_register_renew_and_reuse_their_lease() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     rt.block_on(async {
         let cluster = Cluster::connect(&cfg).await.unwrap();
@@ -101,7 +101,7 @@ fn nodes_register_renew_and_reuse_their_lease() {
 
 #[test]
 fn reap_removes_what_a_vanished_node_left() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -136,7 +136,7 @@ fn reap_removes_what_a_vanished_node_left() {
 
 #[test]
 fn watch_sees_every_change_in_order() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let s = EtcdStore::connect(&cfg, "a").unwrap();
@@ -177,7 +177,7 @@ fn watch_sees_every_change_in_order() {
 
 #[test]
 fn watching_compacted_history_says_so() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let s = EtcdStore::connect(&cfg, "a").unwrap();
     for i in 0..3u8 {

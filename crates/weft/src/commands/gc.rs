@@ -8,6 +8,7 @@ use crate::output;
 
 #[derive(Args)]
 pub struct Gc {
+    /// Print what was repaired as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -28,11 +29,8 @@ impl Gc {
         show("deleted veth", &report.veths);
         show("deleted bridge", &report.bridges);
         show("rebuilt network", &report.repaired);
-        let n = report.endpoints.len()
-            + report.veths.len()
-            + report.bridges.len()
-            + report.repaired.len();
-        println!("gc: {n} repair(s)");
+        show("rebuilt firewall", &report.firewall);
+        println!("gc: {} repair(s)", report.count());
         Ok(())
     }
 }

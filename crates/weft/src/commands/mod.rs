@@ -2,6 +2,7 @@
 
 mod agent;
 mod attach;
+mod completion;
 mod daemon;
 mod demo;
 mod detach;
@@ -65,9 +66,20 @@ pub enum Command {
     /// weft's nftables table: rebuild it from the store, or show it.
     #[command(subcommand)]
     Firewall(firewall::FirewallCommand),
+    /// Print a shell completion script (e.g. `weft completion bash >
+    /// /etc/bash_completion.d/weft`).
+    Completion(completion::Completion),
+    /// Write the man pages into a directory (used by `make install`).
+    #[command(hide = true)]
+    Man(completion::Man),
 }
 
 impl Command {
+    /// A service that runs in the foreground until stopped.
+    pub fn long_running(&self) -> bool {
+        matches!(self, Command::Daemon(_) | Command::Agent(_) | Command::Dns(_))
+    }
+
     pub fn run(self, state_dir: &Path) -> Result<()> {
         match self {
             Command::Network(c) => c.run(state_dir),
@@ -84,6 +96,8 @@ impl Command {
             Command::Explain(c) => c.run(state_dir),
             Command::Firewall(c) => c.run(state_dir),
             Command::Dns(c) => c.run(state_dir),
+            Command::Completion(c) => c.run(),
+            Command::Man(c) => c.run(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 use weft_datapath::{bridge, plug, Netns};
+use weft_firewall::{Firewall, TableStatus};
 use weft_model::{Endpoint, EndpointState};
 
 use super::{network, Context};
@@ -23,6 +24,44 @@ pub struct Report {
     pub bridges: Vec<String>,
     /// Networks whose bridge was rebuilt.
     pub repaired: Vec<String>,
+    /// weft's nftables table, when the rebuild changed it: what was wrong.
+    pub firewall: Vec<String>,
+}
+
+impl Report {
+    pub fn count(&self) -> usize {
+        self.endpoints.len()
+            + self.veths.len()
+            + self.bridges.len()
+            + self.repaired.len()
+            + self.firewall.len()
+    }
+}
+
+/// What differs between weft's table before and after a rebuild, if
+/// anything (element order aside).
+fn table_change(before: &TableStatus, after: &TableStatus) -> Option<String> {
+    let sorted = |m: &std::collections::BTreeMap<String, Vec<String>>| {
+        m.iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                v.sort();
+                (k.clone(), v)
+            })
+            .collect::<Vec<_>>()
+    };
+    let table = "table inet weft";
+    if !before.present && after.present {
+        Some(format!("{table} (was missing)"))
+    } else if before.chains != after.chains {
+        Some(format!("{table} (rules differed: {} now {})", before.rules, after.rules))
+    } else if sorted(&before.sets) != sorted(&after.sets)
+        || sorted(&before.maps) != sorted(&after.maps)
+    {
+        Some(format!("{table} (set or map elements differed)"))
+    } else {
+        None
+    }
 }
 
 /// Why an endpoint record is stale, or None when it is live.
@@ -88,6 +127,10 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
         if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
+            tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
+            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
+                tracing::warn!("{e:#}");
+            }
             report.endpoints.push(format!("{} ({why})", ep.key()));
         }
     }
@@ -107,6 +150,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             // record, which is in owned_veths; anything else is a leak. A
             // retired pair whose reaper died is deleted here.
             if plug::unplug(ctx.host()?, &l.name)? {
+                tracing::info!(veth = l.name, "gc: deleted leaked veth");
                 report.veths.push(l.name.clone());
             }
         } else if alias.starts_with("weft:net=")
@@ -114,6 +158,7 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
             && !owned_bridges.contains(l.name.as_str())
             && bridge::delete_bridge(ctx.host()?, &l.name)?
         {
+            tracing::info!(bridge = l.name, "gc: deleted bridge of no network");
             report.bridges.push(l.name.clone());
         }
     }
@@ -121,9 +166,19 @@ pub fn run(ctx: &mut Context) -> Result<Report> {
     for net in nets.iter().filter(|n| n.driver == weft_model::Driver::Bridge) {
         if !live.contains(&net.bridge) {
             network::build(ctx, net)?;
+            tracing::info!(network = net.name, bridge = net.bridge, "gc: rebuilt network");
             report.repaired.push(net.name.clone());
         }
     }
+    let fw = Firewall::new();
+    let before = fw.status();
     ctx.sync_firewall()?;
+    if let (Ok(b), Ok(a)) = (before, fw.status()) {
+        if let Some(what) = table_change(&b, &a) {
+            tracing::info!("gc: rebuilt {what}");
+            report.firewall.push(what);
+        }
+    }
+    tracing::info!(repairs = report.count(), "gc done");
     Ok(report)
 }

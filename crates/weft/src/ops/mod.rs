@@ -9,5 +9,6 @@ pub mod gc;
 pub mod network;
 pub mod publish;
 pub mod reaper;
+pub mod resolv;
 
 pub use context::Context;
