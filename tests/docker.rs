@@ -661,12 +661,20 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
             "not a number",
         ),
         (&["run", "--rm", "--network", "n", "-p", "80", IMAGE, "true"], "chosen host ports only"),
+        (
+            &["run", "--rm", "--network", "n", "--ip", "10.72.0.1", IMAGE, "true"],
+            "10.72.0.1 is the network's gateway",
+        ),
     ];
     for (args, want) in bad {
         let err = h.docker_err(args);
         assert!(err.contains("weft: ") && err.contains(want), "docker {args:?}: {err}");
         assert_eq!(h.sb().snapshot(), before, "docker {args:?} left something behind");
     }
+    // An address outside the subnet: Docker refuses it before asking weft.
+    let err = h.docker_err(&["run", "--rm", "--network", "n", "--ip", "10.99.0.7", IMAGE, "true"]);
+    assert!(err.contains("10.99.0.7"), "{err}");
+    assert_eq!(h.sb().snapshot(), before, "--ip outside the subnet left something behind");
     // A network in use: Docker refuses to remove it, and weft refuses to
     // remove it under Docker.
     h.run("cc", &["--network", "n"], &["sleep", "1000"]);
