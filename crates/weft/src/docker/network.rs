@@ -109,6 +109,7 @@ fn address_of(s: &str) -> Result<IpAddr> {
 }
 
 pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty> {
+    let short = short(&req.network_id)?;
     let opts = req.options.unwrap_or_default();
     let (mtu, overlay) = driver_options(&opts)?;
     let internal = opts.get(types::INTERNAL).and_then(Value::as_bool).unwrap_or(false);
@@ -137,7 +138,6 @@ pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty
             (Some(s), g)
         }
     };
-    let short = short(&req.network_id)?;
     let spec = NetworkSpec {
         name: format!("docker-{short}"),
         subnet: Some(subnet),
