@@ -81,10 +81,14 @@ struct DnsServer(Child);
 
 impl DnsServer {
     fn start(sb: &Sandbox, upstream: &str) -> DnsServer {
+        DnsServer::start_to(sb, upstream, Stdio::inherit())
+    }
+
+    fn start_to(sb: &Sandbox, upstream: &str, stderr: Stdio) -> DnsServer {
         let child = sb
             .weft_cmd(&["dns", "--upstream", upstream, "--poll-ms", "5"])
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn weft dns");
         DnsServer(child)
@@ -624,4 +628,45 @@ fn a_flood_from_many_addresses_is_bounded_in_all() {
     within(Duration::from_secs(5), "fds back to what they were", || open_fds(pid) <= before + 2);
     let a2_name = w.sb.c(w.a2).name.clone();
     assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![ip_of(&w.ea2)]), "still answering");
+}
+
+/// Every query and every malformed datagram is a container's to send at
+/// will: none may add a line to the host's log (the server's own start
+/// and stop lines only), or a container writes to the host's disk at line
+/// rate, and its query names end up in the journal.
+#[test]
+fn queries_and_garbage_do_not_flood_the_log() {
+    const GW: &str = "172.25.3.1";
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "l", "--subnet", "172.25.3.0/24"]);
+    let c = sb.container("l1");
+    sb.attach("l", c, &[]);
+    let log = sb.state_dir().join("dns.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let _dns = DnsServer::start_to(&sb, "127.0.0.1:9", Stdio::from(file));
+    let ns = sb.c(c);
+    within(Duration::from_secs(10), "weft dns answering", || {
+        ask(ns, GW, "x", RecordType::A).is_some()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
+    let before = lines();
+    in_ns(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..300u16 {
+            let mut m = Message::new();
+            let name = Name::from_ascii(format!("secret-{i}")).unwrap();
+            m.set_id(i).add_query(Query::query(name, RecordType::A));
+            s.send_to(&m.to_vec().unwrap(), (GW, 53)).unwrap();
+            s.send_to(&[0x12, 0x34, 0x01], (GW, 53)).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let grown = lines() - before;
+    assert!(grown < 5, "600 datagrams added {grown} log lines:\n{text}");
+    assert!(!text.contains("secret-"), "query names in the log:\n{text}");
 }
