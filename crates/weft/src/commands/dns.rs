@@ -92,8 +92,8 @@ fn write_pid(mut f: &std::fs::File) -> Result<()> {
 /// Every TCP client holds a descriptor (up to 5 s idle) and every forward
 /// one more (at most 512): a service's usual soft limit of 1024 let a
 /// container's few thousand connections stop the server accepting and
-/// forwarding. The soft limit goes up to the hard one (what Go's runtime
-/// does for every Go server, aardvark-dns's peers included).
+/// forwarding. The soft limit goes up to the hard one (Go's runtime does
+/// the same for every Go program, dockerd's embedded DNS included).
 fn raise_open_files_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write `lim`.
