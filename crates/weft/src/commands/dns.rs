@@ -94,7 +94,7 @@ fn write_pid(mut f: &std::fs::File) -> Result<()> {
 /// container's few thousand connections stop the server accepting and
 /// forwarding. The soft limit goes up to the hard one (Go's runtime does
 /// the same for every Go program, dockerd's embedded DNS included).
-fn raise_open_files_limit() {
+pub fn raise_open_files_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit and setrlimit only read and write `lim`.
     unsafe {
