@@ -150,9 +150,16 @@ sc_created() {
     out=$(pm exec s6 ip -o -6 addr show dev eth0)
     case "$out" in *" $ip6/64 "*) ;; *) fail "s6's eth0 lacks $ip6/64: $out" ;; esac
     out=$(pm exec s6 ping -c1 -W2 fd00:91::1 2>&1) || fail "s6 cannot ping its IPv6 gateway: $out"
-    # Networks are isolated from each other (Podman's -o isolate=true).
-    if pm exec s6 ping -c1 -W1 10.99.0.7 >/dev/null 2>&1; then
-        fail "a container on network six reaches one on network n1"
+    # As with Podman's own backend, its networks reach each other, unless
+    # one is created with -o isolate=true.
+    out=$(pm exec s6 ping -c1 -W2 10.99.0.7 2>&1) || fail "six cannot reach n1 (neither is isolated): $out"
+    pm network create --subnet 10.90.0.0/24 -o isolate=true iso >/dev/null
+    run_d i1 --network iso "$IMAGE" sleep 600
+    if pm exec i1 ping -c1 -W1 10.99.0.7 >/dev/null 2>&1; then
+        fail "a container on an isolated network reaches one on network n1"
+    fi
+    if pm exec s6 ping -c1 -W1 "$(ip_of i1 iso)" >/dev/null 2>&1; then
+        fail "a container on network six reaches one on an isolated network"
     fi
 
     run_d v --network vault "$IMAGE" sleep 600
@@ -165,9 +172,9 @@ sc_created() {
         fail "a container on network vault reaches one on network n1"
     fi
     check_clean
-    pm network rm n1 vault six >/dev/null || fail "podman network rm failed"
+    pm network rm n1 vault six iso >/dev/null || fail "podman network rm failed"
     check_clean
-    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--ipv6/--internal as asked, isolated"
+    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--ipv6/--internal/isolate as asked"
 }
 
 # -p: tcp, udp, a range, a host IP; from the host (its address and
