@@ -161,6 +161,10 @@ sc_created() {
     if pm exec s6 ping -c1 -W1 "$(ip_of i1 iso)" >/dev/null 2>&1; then
         fail "a container on network six reaches one on an isolated network"
     fi
+    # weft explain knows Podman's containers by name, and says the same.
+    out=$(weft explain s6 a 2>&1) || fail "weft explain s6 a: $out"
+    out=$(weft explain i1 a 2>&1) && fail "weft explain passes i1 (isolated) -> a: $out"
+    case "$out" in *"not in @same_bridge"*) ;; *) fail "weft explain i1 a: $out" ;; esac
 
     run_d v --network vault "$IMAGE" sleep 600
     out=$(pm exec v ip route)
