@@ -4,7 +4,8 @@
 #
 #   sudo WEFT_BIN=/path/to/weft tests/podman/run.sh SCENARIO
 #
-# Scenarios: default, created, ports, dns, multi, lifecycle, errors (see
+# Scenarios: default, created, ports, dns, multi, lifecycle, errors,
+# install (see
 # the functions below). Prints one PASS line and exits 0, or a FAIL line
 # with the reason and exits non-zero. Cargo runs them from tests/podman.rs.
 #
@@ -345,6 +346,43 @@ sc_errors() {
     PASS="errors: bad JSON, macvlan, address outside the subnet, port clash, port in use: one line, nothing left"
 }
 
+# `make install-podman` as a user runs it: the drop-in in
+# /etc/containers/containers.conf.d (a private tmpfs here) and no
+# CONTAINERS_CONF or CONTAINERS_HELPER_BINARY_DIR; `make uninstall-podman`
+# puts Podman back.
+sc_install() {
+    local repo out
+    repo=$(cd "$(dirname "$0")/../.." && pwd)
+    cp -a /etc/containers "$T/etc-containers"
+    mount -t tmpfs -o mode=0755 weft-pm /etc/containers
+    cp -a "$T/etc-containers/." /etc/containers/
+    # The sandbox's settings, without network_backend and helper dirs.
+    grep -v -e '^network_backend' -e '^helper_binaries_dir' "$CONTAINERS_CONF" >/etc/containers/containers.conf
+    unset CONTAINERS_CONF CONTAINERS_HELPER_BINARY_DIR
+    out=$(make -C "$repo" --no-print-directory install-podman WEFT="$WEFT_BIN" \
+        PODMAN_HELPER_DIR="$T/installed" 2>&1) || fail "make install-podman: $out"
+    [ -f /etc/containers/containers.conf.d/50-weft.conf ] || fail "no drop-in after make install-podman"
+    out=$(pm info --format '{{.Host.NetworkBackend}}' 2>&1)
+    [ "$out" = netavark ] || fail "after install, Podman's network backend is $out"
+    run_d i1 "$IMAGE" sleep 600
+    out=$(endpoints)
+    case "$out" in "i1 podman eth0 10.88."*" ready") ;; *) fail "after install, weft does not list i1: $out" ;; esac
+    pm rm --force --time 0 i1 >/dev/null
+    out=$(make -C "$repo" --no-print-directory uninstall-podman PODMAN_HELPER_DIR="$T/installed" 2>&1) ||
+        fail "make uninstall-podman: $out"
+    [ ! -e /etc/containers/containers.conf.d/50-weft.conf ] || fail "drop-in left after uninstall-podman"
+    [ ! -e "$T/installed" ] || fail "helper dir left after uninstall-podman: $(ls "$T/installed")"
+    # Podman no longer runs weft: a container now gets no weft endpoint
+    # (whatever backend Podman falls back to here, it may also fail).
+    pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true >/dev/null 2>&1 || true
+    out=$(endpoints)
+    [ -z "$out" ] || fail "after uninstall-podman, weft still sets up containers: $out"
+    # Podman's CNI fallback keeps its bridge, as it does without weft.
+    ip link del cni-podman0 2>/dev/null || true
+    check_clean
+    PASS="make install-podman: Podman on weft with a drop-in only; uninstall-podman: back"
+}
+
 # ---------------------------------------------------------------------------
 # Inner part: inside the sandbox netns and a private mount namespace.
 # ---------------------------------------------------------------------------
@@ -384,9 +422,9 @@ inner() {
 outer() {
     [ "$(id -u)" -eq 0 ] || fail "needs root (network and mount namespaces)"
     declare -F "sc_$SCENARIO" >/dev/null || fail "no scenario $SCENARIO"
-    for cmd in podman runc conmon ip nsenter unshare python3 tar timeout nft flock; do
+    for cmd in podman runc conmon ip nsenter unshare python3 tar timeout nft flock make; do
         command -v "$cmd" >/dev/null 2>&1 ||
-            fail "$cmd is not installed (apt-get install podman runc busybox-static iproute2 util-linux python3 nftables)"
+            fail "$cmd is not installed (apt-get install podman runc busybox-static iproute2 util-linux python3 nftables make)"
     done
     [ -x /bin/busybox ] || fail "/bin/busybox is missing (apt-get install busybox-static)"
     if ldd /bin/busybox >/dev/null 2>&1; then fail "/bin/busybox is dynamically linked: install busybox-static"; fi
