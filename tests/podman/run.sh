@@ -235,7 +235,25 @@ open(sys.argv[1], "w").write(data.decode() + " from " + addr[0])' "$T/udp" &    
 
 # Names: containers resolve each other and their aliases through weft's
 # DNS on the gateway (no aardvark-dns).
+# A resolver for "the host": every A query gets 203.0.113.7.
+fake_upstream() {
+    out_ns python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    q, addr = s.recvfrom(512)
+    end = q.index(b"\0", 12) + 5
+    head = q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([203, 0, 113, 7])
+    s.sendto(head + q[12:end] + answer, addr)' &
+    # weft dns reads the host's resolv.conf: this namespace's is private.
+    echo "nameserver $OUT_IP" >"$T/resolv.conf"
+    mount --bind "$T/resolv.conf" /etc/resolv.conf
+}
+
 sc_dns() {
+    fake_upstream
     pm network create d1 >/dev/null
     run_d srv --network d1 --network-alias web.alias "$IMAGE" sleep 600
     run_d cli --network d1 "$IMAGE" sleep 600
@@ -249,9 +267,13 @@ sc_dns() {
             fail "cli cannot resolve $name to $ip: $(pm exec cli nslookup "$name" "$gw" 2>&1)"
     done
     out=$(pm exec cli ping -c1 -W2 srv 2>&1) || fail "cli cannot ping srv by name: $out"
+    # Other names go to the host's resolvers: here one in the outside
+    # namespace that answers every A query with 203.0.113.7.
+    wait_for 30 exec_has cli "Address: 203.0.113.7" nslookup www.example.test "$gw" ||
+        fail "an external name was not forwarded: $(pm exec cli nslookup www.example.test "$gw" 2>&1)"
     check_clean
     pm network rm d1 >/dev/null
-    PASS="dns: name and --network-alias resolve through weft's DNS on $gw"
+    PASS="dns: name and --network-alias resolve through weft's DNS on $gw, other names forwarded"
 }
 
 # A container on two networks; connect and disconnect while it runs.
