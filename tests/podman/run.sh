@@ -186,7 +186,7 @@ sc_created() {
 # localhost), from an outside namespace (the client's real address seen
 # inside) and from another container (hairpin).
 sc_ports() {
-    run_d web -p 8080:80 -p 5353:53/udp -p 8000-8001:8000-8001 -p 127.0.0.1:9090:80 "$IMAGE" \
+    run_d web -p 8080:80 -p 5353:53/udp -p 8000-8001:8000-8001 -p 127.0.0.1:9090:80 -p 7000:7000/sctp "$IMAGE" \
         sh -c 'mkdir -p /www && echo hello-weft >/www/index.html &&
                httpd -p 8000 -h /www && httpd -p 8001 -h /www && exec httpd -f -v -p 80 -h /www'
     # UDP: busybox has no UDP server; the host's python3 serves in the
@@ -225,12 +225,16 @@ open(sys.argv[1], "w").write(data.decode() + " from " + addr[0])' "$T/udp" &    
     wait_for 30 udp_send || fail "udp $HOST_IP:5353 -> web:53 did not arrive"
     out=$(cat "$T/udp")
     [ "$out" = "udp-through-weft from $OUT_IP" ] || fail "udp: the container got: $out"
+    # SCTP: published like the others (the kernel's sctp module decides
+    # whether anything answers; the map element is weft's part).
+    out=$(nft list table inet weft)
+    case "$out" in *"sctp . 7000 : "*) ;; *) fail "no sctp 7000 element in weft's table: $out" ;; esac
     # A host port taken by another container is refused with weft's line.
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" -p 8080:80 "$IMAGE" true 2>&1) &&
         fail "a second -p 8080 was accepted"
     case "$out" in *"netavark: weft:"*8080*) ;; *) fail "port clash message: $out" ;; esac
     check_clean
-    PASS="ports: tcp, udp, range, host IP; host, localhost, outside (real source), hairpin; clash refused"
+    PASS="ports: tcp, udp, sctp, range, host IP; host, localhost, outside (real source), hairpin; clash refused"
 }
 
 # Names: containers resolve each other and their aliases through weft's
