@@ -119,6 +119,10 @@ sc_default() {
     [ "$out" = "c1 podman eth0 $(ip_of c1 podman) ready" ] || fail "after restart: $out"
     pm restart --time 0 c1 >/dev/null || fail "podman restart c1 failed"
     out=$(pm exec c1 ping -c1 -W2 10.88.0.1 2>&1) || fail "after restart, no gateway: $out"
+    # Renamed while running: the teardown still finds it (by namespace).
+    pm rename c1 c1-renamed || fail "podman rename failed"
+    pm stop --time 0 c1-renamed >/dev/null
+    wait_for 50 no_endpoints || fail "a renamed container's endpoint outlived its stop: $(endpoints)"
     check_clean
     PASS="default network podman0: $ip, listed by name, stop/start/restart/rm leave nothing"
 }

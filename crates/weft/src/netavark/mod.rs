@@ -154,10 +154,7 @@ fn run(args: Args) -> Result<Option<String>> {
                 .with_context(|| format!("setup of {}", opts.container_name))?;
             Ok(Some(format!("{}\n", serde_json::to_string(&blocks)?)))
         }
-        Cmd::Teardown { netns } => {
-            tracing::debug!("teardown of {} in {}", opts.container_name, netns.display());
-            teardown::teardown(&mut ctx, &opts).map(|()| None)
-        }
+        Cmd::Teardown { netns } => teardown::teardown(&mut ctx, &netns, &opts).map(|()| None),
         Cmd::Version => unreachable!("handled above"),
     }
 }
