@@ -328,13 +328,23 @@ sc_lifecycle() {
     out=$(pm stop --time 0 r1 2>&1) || fail "podman stop with the veth gone: $out"
     out=$(pm rm r1 2>&1) || fail "podman rm: $out"
     check_clean
+    # The namespace vanishes under a running container: Podman cannot join
+    # it and skips the teardown; the next Podman operation reclaims it.
+    run_d v1 -p 8090:80 "$IMAGE" sleep 600
+    local key
+    key=$(pm inspect --format '{{.NetworkSettings.SandboxKey}}' v1)
+    umount "$key"
+    rm -f "$key"
+    pm rm --force --time 0 v1 >/dev/null 2>&1 || true
+    out=$(pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true 2>&1) || fail "podman run after a vanished netns: $out"
+    check_clean
     pm network create l1 >/dev/null
     run_d x --network l1 "$IMAGE" true
     pm wait x >/dev/null 2>&1 || true
     pm rm x >/dev/null
     pm network rm l1 >/dev/null || fail "podman network rm l1 failed"
     check_clean
-    PASS="reload after nft flush ruleset, vanished veth, network rm"
+    PASS="reload after nft flush ruleset, vanished veth, vanished netns, network rm"
 }
 
 # Errors: Podman shows weft's one line; nothing is left behind.

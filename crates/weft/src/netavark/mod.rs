@@ -148,6 +148,7 @@ fn run(args: Args) -> Result<Option<String>> {
     // One Podman operation at a time: a teardown removing a network with
     // its last container must not race a setup plugging into it.
     let _lock = crate::ops::context::lock(&ctx.state_dir.join("podman.lock"))?;
+    teardown::reclaim_vanished(&mut ctx)?;
     match args.command {
         Cmd::Setup { netns } => {
             let blocks = setup::setup(&mut ctx, &netns, &opts)

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use weft_model::{Endpoint, EndpointKey};
+use weft_model::{Endpoint, EndpointKey, EndpointState};
 
 use super::types::NetworkOptions;
 use super::{dns, owned, owner_key};
@@ -33,6 +33,27 @@ pub fn teardown(ctx: &mut Context, netns: &Path, opts: &NetworkOptions) -> Resul
     } else {
         Err(anyhow!("teardown of {}: {}", opts.container_name, errors.join("; ")))
     }
+}
+
+/// Podman skips the teardown of a container whose network namespace
+/// vanished (it cannot join it): such endpoints on Podman's networks are
+/// reclaimed by the next setup or teardown, as `weft gc` would.
+pub fn reclaim_vanished(ctx: &mut Context) -> Result<()> {
+    let stale: Vec<Endpoint> = ctx
+        .store
+        .endpoints(None)?
+        .into_iter()
+        .filter(|e| e.state == EndpointState::Ready && e.node == ctx.node)
+        .filter(|e| !Path::new(&e.netns).exists())
+        .collect();
+    for ep in stale {
+        if owned(ctx, &ep.network)? {
+            tracing::info!("{}: its network namespace {} is gone", ep.key(), ep.netns);
+            endpoint::teardown(ctx, &ep)?;
+            drop_if_unused(ctx, &ep.network)?;
+        }
+    }
+    Ok(())
 }
 
 /// The container's endpoint on `network`: by name, or, for a container
