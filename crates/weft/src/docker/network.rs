@@ -148,6 +148,7 @@ pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty
         // What Docker's bridge driver calls its bridges.
         bridge: Some(format!("br-{short}")),
         internal,
+        open: false,
         driver: None,
         vni: None,
     };
