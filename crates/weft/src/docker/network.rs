@@ -260,7 +260,6 @@ pub fn create_endpoint(
     };
     let opts = req.options.unwrap_or_default();
     let ports = port_mappings(&opts)?;
-    publish::check(&net, &ports)?;
     let chosen_mac = iface.mac_address.is_empty();
     let mac = if chosen_mac {
         Mac::derive(&[&net.name, &req.endpoint_id, IFNAME])
@@ -306,6 +305,16 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
                 .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
         }
     };
+    // Docker gives a container's -p bindings to every endpoint it creates
+    // for it (also on `docker network connect`); one endpoint, the first,
+    // publishes them.
+    let published = ctx
+        .store
+        .endpoints(None)?
+        .into_iter()
+        .any(|e| e.netns == req.sandbox_key && e.node == ctx.node && !e.ports.is_empty());
+    let ports = if published { Vec::new() } else { p.ports.clone() };
+    publish::check(&net, &ports)?;
     let host_veth = names::host_veth_name(&p.network, &req.endpoint_id, IFNAME);
     let peer = names::temp_peer_name(&host_veth);
     let ep = ctx.store.reserve_endpoint(&EndpointRequest {
@@ -321,7 +330,7 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
         boot_id: ctx.boot_id.clone(),
         pid: std::process::id(),
         created: now(),
-        ports: p.ports.clone(),
+        ports,
         aliases: Vec::new(),
     })?;
     let alias = endpoint::endpoint_alias(&ep.key());
