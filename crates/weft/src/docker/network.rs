@@ -292,19 +292,7 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
     })?;
     let net = network_of(st, &req.network_id)?;
     let ctx = &mut st.ctx;
-    let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
-        Some(b) => b,
-        None if net.driver == Driver::Overlay => bail!(
-            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
-            net.name
-        ),
-        None => {
-            ops::network::build(ctx, &net)?;
-            ctx.host()?
-                .link_by_name(&net.bridge)?
-                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
-        }
-    };
+    let bridge = endpoint::bridge_of(ctx, &net)?;
     // Docker gives a container's -p bindings to every endpoint it creates
     // for it (also on `docker network connect`); one endpoint, the first,
     // publishes them.
