@@ -22,7 +22,7 @@ impl Gc {
         }
         let show = |what: &str, v: &[String]| {
             for x in v {
-                println!("{what} {x}");
+                crate::output::line(&format!("{what} {x}"));
             }
         };
         show("removed endpoint", &report.endpoints);
@@ -30,7 +30,7 @@ impl Gc {
         show("deleted bridge", &report.bridges);
         show("rebuilt network", &report.repaired);
         show("rebuilt firewall", &report.firewall);
-        println!("gc: {} repair(s)", report.count());
+        crate::output::line(&format!("gc: {} repair(s)", report.count()));
         Ok(())
     }
 }

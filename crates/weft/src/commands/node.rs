@@ -15,6 +15,7 @@ pub enum NodeCommand {
 
 #[derive(Args)]
 pub struct Ls {
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
