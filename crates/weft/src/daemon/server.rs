@@ -110,7 +110,10 @@ pub fn run(state_dir: &Path) -> Result<()> {
         parser: Mutex::new(crate::Cli::command()),
     });
     let listener = Arc::new(listener);
-    let workers: Vec<_> = (0..WORKERS)
+    // Test hook: with no workers every client waits in the backlog for the
+    // drain, whose first thread panics.
+    let n = if ops::failpoint::active("daemon-drain") { 0 } else { WORKERS };
+    let workers: Vec<_> = (0..n)
         .map(|_| {
             let (daemon, listener) = (Arc::clone(&daemon), Arc::clone(&listener));
             std::thread::spawn(move || Daemon::work(&daemon, &listener))

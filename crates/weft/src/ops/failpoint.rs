@@ -22,3 +22,9 @@ pub fn panic_once(name: &str) {
         panic!("failpoint {name}");
     }
 }
+
+/// Whether the point NAME is the one asked for (a hook that changes more
+/// than one spot).
+pub fn active(name: &str) -> bool {
+    std::env::var_os("WEFT_FAILPOINT").is_some_and(|v| v == name)
+}
