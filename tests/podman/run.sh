@@ -361,6 +361,19 @@ sc_errors() {
     pm network create --subnet 10.94.0.0/24 e1 >/dev/null
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" --network e1 --ip 10.93.0.5 "$IMAGE" true 2>&1) &&
         fail "an address outside the subnet was accepted"
+    # weft's own check, for a caller that is not Podman: an address outside
+    # the subnet is one error line, and no network or endpoint is left.
+    ip netns add bad-ip
+    out=$("$WEFT_BIN" netavark setup /run/netns/bad-ip 2>/dev/null <<'EOF_JSON'
+{"container_id":"x","container_name":"bad","networks":{"b1":{"static_ips":["10.80.1.5"],"interface_name":"eth0"}},
+ "network_info":{"b1":{"name":"b1","id":"1","driver":"bridge","network_interface":"podman9",
+ "subnets":[{"subnet":"10.80.0.0/24","gateway":"10.80.0.1"}],"internal":false,"dns_enabled":false}}}
+EOF_JSON
+) && fail "an address outside the subnet was accepted: $out"
+    ip netns del bad-ip
+    case "$out" in '{"error":"weft: '*10.80.1.5*'"}') ;; *) fail "address outside the subnet: $out" ;; esac
+    [ "$(weft network ls --json)" = "[]" ] || fail "a failed setup left a network: $(weft network ls)"
+    ! ip link show podman9 >/dev/null 2>&1 || fail "a failed setup left bridge podman9"
     # A host port another weft endpoint publishes (here one the weft CLI
     # made): weft's line, and Podman's container gets nothing.
     weft network create cli-net --subnet 10.92.0.0/24 >/dev/null
