@@ -306,7 +306,19 @@ sc_multi() {
     case "$out" in "one m1 eth0 "*) ;; *) fail "after disconnect, weft lists: $out" ;; esac
     check_clean
     pm network prune --force >/dev/null || fail "podman network prune failed"
-    PASS="two networks at run, connect and disconnect on a running container"
+    # Six containers started at once on one network: each gets its address.
+    pm network create par >/dev/null
+    local i
+    for i in 1 2 3 4 5 6; do
+        (pm run --rm --cgroup-parent "/$SANDBOX" --network par "$IMAGE" ip -o -4 addr show dev eth0 >"$T/par.$i" 2>&1 ||
+            echo "FAILED" >>"$T/par.$i") &
+    done
+    wait
+    out=$(cat "$T"/par.*)
+    [ "$(echo "$out" | grep -c ' inet 10\.')" = 6 ] || fail "parallel podman run: $out"
+    [ "$(echo "$out" | grep -o 'inet [0-9.]*' | sort -u | wc -l)" = 6 ] || fail "parallel runs shared an address: $out"
+    check_clean
+    PASS="two networks at run, connect and disconnect on a running container, six parallel runs"
 }
 
 # Lifecycle: a vanished namespace, reload after `nft flush ruleset`,
