@@ -21,8 +21,9 @@ pub fn setup(
     netns: &Path,
     opts: &NetworkOptions,
 ) -> Result<BTreeMap<String, StatusBlock>> {
-    // Checked first: a bad namespace must leave no network behind either.
-    weft_datapath::Netns::open(netns)?;
+    // Checked first: a bad namespace (or the host's own) must leave no
+    // network behind either.
+    endpoint::refuse_host_namespace(&weft_datapath::Netns::open(netns)?)?;
     let ports = opts.ports()?;
     // A container publishes its ports once, on its first network that can
     // carry them; `podman network connect` passes them again.
