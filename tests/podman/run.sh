@@ -386,6 +386,16 @@ EOF_JSON
     case "$out" in '{"error":"weft: '*10.80.1.5*'"}') ;; *) fail "address outside the subnet: $out" ;; esac
     [ "$(weft network ls --json)" = "[]" ] || fail "a failed setup left a network: $(weft network ls)"
     ! ip link show podman9 >/dev/null 2>&1 || fail "a failed setup left bridge podman9"
+    # The host's own namespace is never a container's.
+    out=$("$WEFT_BIN" netavark setup /proc/self/ns/net 2>/dev/null <<'EOF_JSON'
+{"container_id":"x","container_name":"host","networks":{"b1":{"static_ips":["10.80.0.5"],"interface_name":"eth0"}},
+ "network_info":{"b1":{"name":"b1","id":"1","driver":"bridge","network_interface":"podman9",
+ "subnets":[{"subnet":"10.80.0.0/24","gateway":"10.80.0.1"}],"internal":false,"dns_enabled":false}}}
+EOF_JSON
+) && fail "the host's namespace was accepted: $out"
+    case "$out" in '{"error":"weft: '*"never the host"*'"}') ;; *) fail "host namespace: $out" ;; esac
+    [ "$(weft network ls --json)" = "[]" ] || fail "a refused setup left a network: $(weft network ls)"
+    ! ip link show podman9 >/dev/null 2>&1 || fail "a refused setup left bridge podman9"
     # A host port another weft endpoint publishes (here one the weft CLI
     # made): weft's line, and Podman's container gets nothing.
     weft network create cli-net --subnet 10.92.0.0/24 >/dev/null
@@ -408,7 +418,7 @@ EOF_JSON
     case "$out" in *"8085"*"in use"*) ;; *) fail "port in use message: $out" ;; esac
     check_clean
     pm network rm mv e1 >/dev/null
-    PASS="errors: bad JSON, macvlan, address outside the subnet, port clash, port in use: one line, nothing left"
+    PASS="errors: bad JSON, macvlan, address outside the subnet, the host's namespace, port clash, port in use: one line, nothing left"
 }
 
 # `make install-podman` as a user runs it: the drop-in in
