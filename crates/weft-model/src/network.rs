@@ -41,6 +41,11 @@ pub struct Network {
     pub mtu: u32,
     /// No route out of the host and no NAT: containers reach only each other.
     pub internal: bool,
+    /// Containers may open connections to other open networks' containers
+    /// (Podman's networks without `isolate`); weft's own networks are
+    /// isolated from every other network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
     /// VXLAN network identifier (overlay networks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
@@ -65,6 +70,8 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     pub bridge: Option<String>,
     pub internal: bool,
+    /// See [`Network::open`]; never for an internal network.
+    pub open: bool,
     pub driver: Option<Driver>,
     pub vni: Option<u32>,
 }
@@ -156,6 +163,7 @@ impl NetworkSpec {
             gateway6,
             mtu,
             internal: self.internal,
+            open: self.open && !self.internal,
             created,
         })
     }

@@ -40,6 +40,9 @@ impl Agent {
             bail!("--ttl must be at least 2 seconds");
         }
         let upstreams = super::dns::parse_upstreams(&self.upstreams)?;
+        if !self.no_dns {
+            super::dns::raise_open_files_limit();
+        }
         weft_agent::run(weft_agent::AgentConfig {
             etcd: c.etcd_config(),
             node: c.node.clone(),

@@ -217,6 +217,9 @@ fn spec(name: &str, info: &NetworkInfo) -> Result<NetworkSpec> {
         mtu,
         bridge: info.network_interface.clone().filter(|b| !b.is_empty()),
         internal: info.internal,
+        // Podman's networks reach each other unless created with
+        // `-o isolate=true` (or `strict`), as with its own netavark.
+        open: !matches!(info.option("isolate"), Some("true" | "strict")),
         driver: Some(Driver::Bridge),
         vni: None,
     })
@@ -239,6 +242,9 @@ fn mismatch(have: &Network, want: &NetworkSpec) -> Option<String> {
     }
     if want.bridge.as_ref().is_some_and(|b| *b != have.bridge) {
         return differs("bridge", have.bridge.clone(), want.bridge.clone()?);
+    }
+    if (want.open && !want.internal) != have.open {
+        return differs("isolation", (!have.open).to_string(), (!want.open).to_string());
     }
     if want.internal != have.internal {
         return differs("internal", have.internal.to_string(), want.internal.to_string());

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use weft_datapath::link::Link;
 use weft_datapath::plug::{self, PlugSpec};
 use weft_datapath::Netns;
 use weft_model::endpoint::check_container_name;
@@ -101,21 +102,7 @@ pub fn attach_with(
         Some(i) => i.clone(),
         None => free_ifname(ctx, req, &netns)?,
     };
-    // A network whose bridge is gone (reboot, manual deletion) is rebuilt
-    // here rather than failing every attach until someone runs gc.
-    let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
-        Some(b) => b,
-        None if net.driver == weft_model::Driver::Overlay => bail!(
-            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
-            net.name
-        ),
-        None => {
-            network::build(ctx, &net)?;
-            ctx.host()?
-                .link_by_name(&net.bridge)?
-                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
-        }
-    };
+    let bridge = bridge_of(ctx, &net)?;
 
     publish::check_with(&net, &req.ports, listeners == HostListeners::Refuse)?;
     if let Some(mac) = req.mac {
@@ -270,6 +257,25 @@ fn leftover_of(ctx: &mut Context, req: &AttachRequest, ifname: &str) -> Result<b
     let host_veth = names::host_veth_name(&req.network, &req.container, ifname);
     let link = ctx.host()?.link_by_name(&host_veth)?;
     Ok(link.is_some_and(|l| l.alias.as_deref() == Some(plug::RETIRED_ALIAS)))
+}
+
+/// The network's bridge on this host. One whose bridge is gone (reboot,
+/// manual deletion) is rebuilt here rather than failing every attach until
+/// someone runs gc; an overlay's bridge is its agent's to make.
+pub fn bridge_of(ctx: &mut Context, net: &Network) -> Result<Link> {
+    match ctx.host()?.link_by_name(&net.bridge)? {
+        Some(b) => Ok(b),
+        None if net.driver == weft_model::Driver::Overlay => bail!(
+            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
+            net.name
+        ),
+        None => {
+            network::build(ctx, net)?;
+            ctx.host()?
+                .link_by_name(&net.bridge)?
+                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))
+        }
+    }
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or
