@@ -306,7 +306,19 @@ sc_multi() {
     case "$out" in "one m1 eth0 "*) ;; *) fail "after disconnect, weft lists: $out" ;; esac
     check_clean
     pm network prune --force >/dev/null || fail "podman network prune failed"
-    PASS="two networks at run, connect and disconnect on a running container"
+    # Six containers started at once on one network: each gets its address.
+    pm network create par >/dev/null
+    local i
+    for i in 1 2 3 4 5 6; do
+        (pm run --rm --cgroup-parent "/$SANDBOX" --network par "$IMAGE" ip -o -4 addr show dev eth0 >"$T/par.$i" 2>&1 ||
+            echo "FAILED" >>"$T/par.$i") &
+    done
+    wait
+    out=$(cat "$T"/par.*)
+    [ "$(echo "$out" | grep -c ' inet 10\.')" = 6 ] || fail "parallel podman run: $out"
+    [ "$(echo "$out" | grep -o 'inet [0-9.]*' | sort -u | wc -l)" = 6 ] || fail "parallel runs shared an address: $out"
+    check_clean
+    PASS="two networks at run, connect and disconnect on a running container, six parallel runs"
 }
 
 # Lifecycle: a vanished namespace, reload after `nft flush ruleset`,
@@ -361,6 +373,29 @@ sc_errors() {
     pm network create --subnet 10.94.0.0/24 e1 >/dev/null
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" --network e1 --ip 10.93.0.5 "$IMAGE" true 2>&1) &&
         fail "an address outside the subnet was accepted"
+    # weft's own check, for a caller that is not Podman: an address outside
+    # the subnet is one error line, and no network or endpoint is left.
+    ip netns add bad-ip
+    out=$("$WEFT_BIN" netavark setup /run/netns/bad-ip 2>/dev/null <<'EOF_JSON'
+{"container_id":"x","container_name":"bad","networks":{"b1":{"static_ips":["10.80.1.5"],"interface_name":"eth0"}},
+ "network_info":{"b1":{"name":"b1","id":"1","driver":"bridge","network_interface":"podman9",
+ "subnets":[{"subnet":"10.80.0.0/24","gateway":"10.80.0.1"}],"internal":false,"dns_enabled":false}}}
+EOF_JSON
+) && fail "an address outside the subnet was accepted: $out"
+    ip netns del bad-ip
+    case "$out" in '{"error":"weft: '*10.80.1.5*'"}') ;; *) fail "address outside the subnet: $out" ;; esac
+    [ "$(weft network ls --json)" = "[]" ] || fail "a failed setup left a network: $(weft network ls)"
+    ! ip link show podman9 >/dev/null 2>&1 || fail "a failed setup left bridge podman9"
+    # The host's own namespace is never a container's.
+    out=$("$WEFT_BIN" netavark setup /proc/self/ns/net 2>/dev/null <<'EOF_JSON'
+{"container_id":"x","container_name":"host","networks":{"b1":{"static_ips":["10.80.0.5"],"interface_name":"eth0"}},
+ "network_info":{"b1":{"name":"b1","id":"1","driver":"bridge","network_interface":"podman9",
+ "subnets":[{"subnet":"10.80.0.0/24","gateway":"10.80.0.1"}],"internal":false,"dns_enabled":false}}}
+EOF_JSON
+) && fail "the host's namespace was accepted: $out"
+    case "$out" in '{"error":"weft: '*"never the host"*'"}') ;; *) fail "host namespace: $out" ;; esac
+    [ "$(weft network ls --json)" = "[]" ] || fail "a refused setup left a network: $(weft network ls)"
+    ! ip link show podman9 >/dev/null 2>&1 || fail "a refused setup left bridge podman9"
     # A host port another weft endpoint publishes (here one the weft CLI
     # made): weft's line, and Podman's container gets nothing.
     weft network create cli-net --subnet 10.92.0.0/24 >/dev/null
@@ -383,7 +418,7 @@ sc_errors() {
     case "$out" in *"8085"*"in use"*) ;; *) fail "port in use message: $out" ;; esac
     check_clean
     pm network rm mv e1 >/dev/null
-    PASS="errors: bad JSON, macvlan, address outside the subnet, port clash, port in use: one line, nothing left"
+    PASS="errors: bad JSON, macvlan, address outside the subnet, the host's namespace, port clash, port in use: one line, nothing left"
 }
 
 # `make install-podman` as a user runs it: the drop-in in
