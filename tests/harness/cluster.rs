@@ -53,24 +53,33 @@ pub struct Cluster {
     pub certs: Option<Certs>,
     pub etcd_dir: tempfile::TempDir,
     pub underlay: Netns,
+    /// Extra arguments of every `weft agent` (`--ttl 2`, ...).
+    pub agent_args: Vec<String>,
 }
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
-        Cluster::build(n, None)
+        Cluster::build(n, None, &[])
     }
 
     pub fn with_tls(n: usize) -> Cluster {
-        Cluster::build(n, Some(Certs::generate()))
+        Cluster::build(n, Some(Certs::generate()), &[])
     }
 
-    fn build(n: usize, certs: Option<Certs>) -> Cluster {
+    /// Agents started with `args` besides the usual ones.
+    pub fn with_agent_args(n: usize, args: &[&str]) -> Cluster {
+        Cluster::build(n, None, args)
+    }
+
+    fn build(n: usize, certs: Option<Certs>, agent_args: &[&str]) -> Cluster {
         let underlay = Netns::new("ul");
         underlay.sh(&format!(
             "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
         ));
         let etcd_dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster { hosts: Vec::new(), etcd: Proc(None), certs, etcd_dir, underlay };
+        let agent_args = agent_args.iter().map(|a| a.to_string()).collect();
+        let mut c =
+            Cluster { hosts: Vec::new(), etcd: Proc(None), certs, etcd_dir, underlay, agent_args };
         c.start_etcd();
         for i in 0..n {
             c.add_host(i);
@@ -189,17 +198,19 @@ impl Cluster {
                 .args(["--node", &h.name, "--state-dir"])
                 .arg(h.state.path())
                 .args(["-v", "agent", "--underlay-ip", &h.ip])
+                .args(&self.agent_args)
                 .env_remove("WEFT_FAILPOINT")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .expect("start agent");
         self.hosts[i].agent = Proc(Some(child));
-        // Registered when `node ls` shows it.
+        // Registered when `node ls` shows it alive (an unreachable node is
+        // listed too, while its endpoints are kept).
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let r = self.weft(i, &["node", "ls", "--json"]);
-            if r.ok && r.stdout.contains(&format!("\"{}\"", self.hosts[i].name)) {
+            if r.ok && self.node_state(&r.stdout, i).as_deref() == Some("alive") {
                 break;
             }
             assert!(
@@ -210,6 +221,19 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Host `i`'s state in `node ls --json` output: "alive", "unreachable",
+    /// or None when it is not listed.
+    pub fn node_state(&self, ls_json: &str, i: usize) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(ls_json).ok()?;
+        let n = v.as_array()?.iter().find(|n| n["name"] == self.hosts[i].name.as_str())?;
+        n["state"].as_str().map(String::from)
+    }
+
+    /// Host `i`'s state as host `from` sees it.
+    pub fn state_of(&self, from: usize, i: usize) -> Option<String> {
+        self.node_state(&self.weft_ok(from, &["node", "ls", "--json"]), i)
     }
 
     pub fn agent_log(&self, i: usize) -> String {

@@ -39,8 +39,13 @@ struct Cli {
     /// Client key for etcd.
     #[arg(long, global = true, env = "WEFT_ETCD_KEY", requires = "etcd_cert")]
     etcd_key: Option<PathBuf>,
+    /// User for etcd's authentication; the password comes from
+    /// WEFT_ETCD_PASSWORD (or etcd_password in the config file), never
+    /// from the command line.
+    #[arg(long, global = true, env = "WEFT_ETCD_USER")]
+    etcd_user: Option<String>,
     /// Config file with defaults for the options above (`key = value` lines:
-    /// etcd, node, etcd_ca, etcd_cert, etcd_key).
+    /// etcd, node, etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password).
     #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.conf")]
     config: PathBuf,
     /// Log what weft does to stderr (-vv for more).
@@ -69,6 +74,8 @@ fn main() -> ExitCode {
             etcd_ca: cli.etcd_ca.clone(),
             etcd_cert: cli.etcd_cert.clone(),
             etcd_key: cli.etcd_key.clone(),
+            etcd_user: cli.etcd_user.clone(),
+            etcd_password: std::env::var("WEFT_ETCD_PASSWORD").ok(),
         },
     )
     .map(ops::context::set_cluster);

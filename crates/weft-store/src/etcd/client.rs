@@ -94,6 +94,9 @@ impl Conn {
                 .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT)
                 .with_keep_alive_while_idle(true);
         }
+        if let Some((user, password)) = &cfg.user {
+            opts = opts.with_user(user.clone(), password.clone());
+        }
         let tls = tls_options(cfg)?;
         let with_tls = tls.is_some();
         if let Some(tls) = tls {
@@ -287,6 +290,23 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The system's CA bundle: `SSL_CERT_FILE` as OpenSSL reads it, else the
+/// distribution's usual file.
+fn system_roots() -> Option<std::path::PathBuf> {
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(f.into());
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Alpine
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/ssl/cert.pem",                  // others
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 fn tls_options(cfg: &EtcdConfig) -> Result<Option<TlsOptions>, StoreError> {
     let https = cfg.endpoints.iter().any(|e| e.starts_with("https://"));
     let any_tls = cfg.ca.is_some() || cfg.cert.is_some() || cfg.key.is_some();
@@ -306,14 +326,21 @@ fn tls_options(cfg: &EtcdConfig) -> Result<Option<TlsOptions>, StoreError> {
         })
     };
     let mut tls = TlsOptions::new();
-    match &cfg.ca {
-        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?)),
-        None => {
-            return Err(StoreError::EtcdConfig(
-                "https:// endpoints need the CA that signed etcd's certificate (--etcd-ca)".into(),
-            ))
-        }
-    }
+    let ca =
+        match &cfg.ca {
+            Some(ca) => read("CA certificate", ca)?,
+            // An etcd with a certificate from a public or company CA the host
+            // already trusts needs no --etcd-ca: the system's roots.
+            None => match system_roots() {
+                Some(bundle) => read("system CA bundle", &bundle)?,
+                None => return Err(StoreError::EtcdConfig(
+                    "https:// endpoints need the CA that signed etcd's certificate (--etcd-ca): \
+                     this host has no system CA bundle"
+                        .into(),
+                )),
+            },
+        };
+    tls = tls.ca_certificate(Certificate::from_pem(ca));
     match (&cfg.cert, &cfg.key) {
         (Some(cert), Some(key)) => {
             let cert = read("client certificate", cert)?;

@@ -27,7 +27,7 @@ use crate::{EndpointRequest, Store, StoreError};
 use client::{Conn, Fail};
 
 pub use client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-pub use cluster::{Cluster, Event, KeepAlive, Snapshot, Watch};
+pub use cluster::{Cluster, Event, KeepAlive, NodeState, Snapshot, Watch};
 
 /// Where the cluster store is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub struct EtcdConfig {
     /// Client certificate (PEM), with `key`, for etcd's client-cert auth.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// User name and password for etcd's authentication (`etcdctl auth
+    /// enable`); None: none.
+    pub user: Option<(String, String)>,
     /// Every key weft writes starts with this; several clusters (or test
     /// runs) can share one etcd under different prefixes.
     pub prefix: String,
@@ -48,7 +51,14 @@ pub const DEFAULT_PREFIX: &str = "/weft/";
 
 impl EtcdConfig {
     pub fn new(endpoints: Vec<String>) -> EtcdConfig {
-        EtcdConfig { endpoints, ca: None, cert: None, key: None, prefix: DEFAULT_PREFIX.into() }
+        EtcdConfig {
+            endpoints,
+            ca: None,
+            cert: None,
+            key: None,
+            user: None,
+            prefix: DEFAULT_PREFIX.into(),
+        }
     }
 }
 

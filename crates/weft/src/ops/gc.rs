@@ -6,12 +6,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
 use weft_datapath::{bridge, plug, Netns};
 use weft_model::{Endpoint, EndpointState};
 
-use super::{network, Context};
+use super::{network, owner, Context};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -23,6 +23,11 @@ pub struct Report {
     pub bridges: Vec<String>,
     /// Networks whose bridge was rebuilt.
     pub repaired: Vec<String>,
+    /// Networks and endpoints recorded from the kernel (`--adopt`).
+    pub adopted: Vec<String>,
+    /// Live containers that could not be recorded: their address, MAC or
+    /// name is held by another endpoint (`--adopt`).
+    pub conflicts: Vec<String>,
 }
 
 /// Why an endpoint record is stale, or None when it is live.
@@ -74,9 +79,36 @@ pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {
     Ok(eps)
 }
 
-pub fn run(ctx: &mut Context) -> Result<Report> {
+/// Runs with no attach, detach or network change in flight (see
+/// [`Context::exclusive`]): the links and records it compares were read
+/// while nothing changed them.
+///
+/// What this store does not own is never taken for a leftover: a namespace
+/// holding another store's bridges, or a live container this store has no
+/// record of (the store lost data), stops gc before it changes anything.
+/// With `adopt`, gc first records all of it as this store's instead.
+pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
+    let _own = ctx.exclusive()?;
     let mut report = Report { endpoints: reclaim_after_reboot(ctx)?, ..Default::default() };
-    let links = ctx.host()?.links()?;
+    let mut links = ctx.host()?.links()?;
+    if adopt {
+        let a = owner::adopt(ctx, &links)?;
+        (report.adopted, report.conflicts) = (a.adopted, a.conflicts);
+        links = ctx.host()?.links()?;
+    } else {
+        owner::check_namespace(ctx, &links, &ctx.store.networks()?)?;
+        let records = local_endpoints(ctx)?;
+        let lost = owner::unrecorded(&links, &records);
+        if let Some(first) = lost.first() {
+            bail!(
+                "the store has no record of {} live container interface(s) ({} is {}): the store \
+                 lost data; run `weft gc --adopt` to record them from the kernel",
+                lost.len(),
+                first.name,
+                first.alias.as_deref().unwrap_or_default()
+            );
+        }
+    }
     // A retired veth is on its way out: it does not keep a record alive.
     let live: HashSet<String> = links
         .iter()
