@@ -8,7 +8,7 @@
 //! of treating them as leftovers. `weft gc --adopt` rebuilds this store
 //! from what the kernel holds. See docs/ownership.md.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -124,19 +124,13 @@ pub fn check_namespace(ctx: &Context, links: &[Link], nets: &[Network]) -> Resul
 /// gc to delete), so such a veth means the store lost data.
 pub fn unrecorded<'a>(links: &'a [Link], records: &[Endpoint]) -> Vec<&'a Link> {
     let known: HashSet<&str> = records.iter().map(|e| e.host_veth.as_str()).collect();
-    let by_index: HashMap<u32, &Link> = links.iter().map(|l| (l.index, l)).collect();
     links
         .iter()
         .filter(|l| l.alias.as_deref().is_some_and(|a| a.starts_with(EP_PREFIX)))
         .filter(|l| l.up && !known.contains(l.name.as_str()))
-        .filter(|l| {
-            // The other end is here too: a pair made by hand or half made.
-            let local_peer = l
-                .peer_index
-                .and_then(|p| by_index.get(&p))
-                .is_some_and(|p| p.peer_index == Some(l.index));
-            !local_peer
-        })
+        // The other end in this namespace too: a pair made by hand or half
+        // made, not a container's.
+        .filter(|l| l.peer_netnsid.is_some())
         .collect()
 }
 
@@ -205,7 +199,7 @@ fn adopt_endpoints(ctx: &mut Context, links: &[Link]) -> Result<Adopted> {
         let Some((network, container, ifname)) = parse_endpoint_alias(alias) else {
             continue;
         };
-        let Some(found) = find_peer(&spaces, v, ifname)? else {
+        let Some(found) = find_peer(ctx.host()?, &spaces, v, ifname)? else {
             tracing::warn!("adopt: no container end of {} ({alias}) found", v.name);
             continue;
         };
@@ -319,12 +313,24 @@ struct Peer {
     mac: Option<Mac>,
 }
 
-/// The container end of host veth `v`: a link named `ifname` whose peer
-/// is `v` and which is `v`'s peer.
-fn find_peer(spaces: &[PathBuf], v: &Link, ifname: &str) -> Result<Option<Peer>> {
-    let Some(peer_index) = v.peer_index else { return Ok(None) };
+/// The container end of host veth `v`: in the namespace the host knows by
+/// `v`'s peer namespace id, the link named `ifname` that is `v`'s peer.
+/// (Indexes alone would match in many namespaces: every container's eth0
+/// is index 2 or so.)
+fn find_peer(
+    host: &mut weft_datapath::Netlink,
+    spaces: &[PathBuf],
+    v: &Link,
+    ifname: &str,
+) -> Result<Option<Peer>> {
+    let (Some(peer_index), Some(nsid)) = (v.peer_index, v.peer_netnsid) else {
+        return Ok(None);
+    };
     for path in spaces {
         let Ok(ns) = Netns::open(path) else { continue };
+        if host.nsid_of(&ns).ok().flatten() != Some(nsid) {
+            continue;
+        }
         let Ok(mut nl) = ns.netlink() else { continue };
         let Ok(links) = nl.links() else { continue };
         let Some(l) = links
