@@ -148,6 +148,15 @@ fn cni_gc_and_del_in_a_cluster_touch_only_this_nodes_endpoints() {
     assert_ne!(a2, a0, "host0's live address was handed out again");
 }
 
+/// Waits until the host's snapshot stops changing on its own: the
+/// bridge's link-local address leaves "tentative" after duplicate address
+/// detection.
+fn settled(sb: &Sandbox) {
+    eventually("IPv6 duplicate address detection done", Duration::from_secs(10), || {
+        !sb.host.sh("ip addr").contains("tentative")
+    });
+}
+
 /// weft with another state directory in the sandbox's namespace.
 fn weft_in(sb: &Sandbox, state: &std::path::Path, args: &[&str]) -> harness::Run {
     let mut cmd = sb.host.command(harness::WEFT);
@@ -166,6 +175,7 @@ fn a_second_store_in_one_namespace_is_refused() {
     sb.weft_ok(&["network", "create", "a", "--subnet", "172.26.1.0/24", "--internal"]);
     let c = sb.container("a");
     let e = sb.attach("a", c, &[]);
+    settled(&sb);
     let before = sb.snapshot();
     let internal_before = sb.nft_set("internal");
     assert!(internal_before.as_ref().is_some_and(|s| !s.is_empty()), "no internal set");
@@ -264,6 +274,7 @@ fn detach_with_a_read_only_store_leaves_the_container_working() {
     sb.weft_ok(&["network", "create", "n", "--subnet", "172.26.4.0/24"]);
     let c = sb.container("c");
     sb.attach("n", c, &[]);
+    settled(&sb);
     let before = sb.snapshot();
     // The state directory read-only for this one command (a private mount
     // namespace: nothing else sees the read-only mount).
@@ -502,4 +513,99 @@ fn etcd_with_user_and_password() {
     assert!(r.ok, "with the password: {}", r.stderr);
     let r = run(Some(("root", "rootpw")), &["network", "ls"]);
     assert!(r.ok && r.stdout.contains("authnet"), "{} {}", r.stdout, r.stderr);
+}
+
+/// etcd as users run it (item 4): three members, the leader killed (-9)
+/// while two hosts attach containers. No address is held twice, every
+/// attach that succeeded has its record and its eth0, every one that
+/// failed left no record, and attaches succeed again within seconds.
+#[test]
+fn etcd_leader_killed_during_attach_churn() {
+    const PER_HOST: usize = 16;
+    let c = Cluster::with_etcd_members(2, 3);
+    c.weft_ok(0, &["network", "create", "ov", "--driver", "overlay", "--subnet", "10.96.0.0/24"]);
+    for h in 0..2 {
+        eventually("overlay bridge on every host", Duration::from_secs(10), || {
+            c.hosts[h].ns.try_sh("ip link show vx-ov")
+        });
+    }
+    let spaces: Vec<Vec<harness::Netns>> = (0..2)
+        .map(|h| (0..PER_HOST).map(|_| harness::Netns::new(&format!("h{h}e"))).collect())
+        .collect();
+    let done = AtomicUsize::new(0);
+    let start = std::time::Instant::now();
+    let mut results: Vec<(usize, usize, bool, Duration, String)> = Vec::new();
+    let mut killed_at = Duration::ZERO;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|h| {
+                let (c, spaces, done) = (&c, &spaces, &done);
+                scope.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, ns) in spaces[h].iter().enumerate() {
+                        let path = ns.path.to_str().unwrap();
+                        let r = c.weft(h, &["attach", "ov", &ns.name, "--netns", path, "--json"]);
+                        let why = if r.ok { addr_of(&r.stdout) } else { r.stderr.clone() };
+                        out.push((h, i, r.ok, start.elapsed(), why));
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                    out
+                })
+            })
+            .collect();
+        while done.load(Ordering::SeqCst) < 6 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = c.etcd_leader_pid();
+        killed_at = start.elapsed();
+        harness::run_ok(std::process::Command::new("kill").args(["-9", &pid.to_string()]));
+        for w in workers {
+            results.extend(w.join().expect("attach worker"));
+        }
+    });
+
+    let eps: Vec<Value> =
+        serde_json::from_str(&c.weft_ok(0, &["endpoint", "ls", "--json"])).unwrap();
+    let mut addrs = Vec::new();
+    let mut problems = Vec::new();
+    for (h, i, ok, _, why) in &results {
+        let ns = &spaces[*h][*i];
+        let record = eps.iter().find(|e| e["container"] == ns.name.as_str());
+        if *ok {
+            addrs.push(why.clone());
+            if record.is_none() || !ns.try_sh("ip link show eth0") {
+                problems.push(format!(
+                    "{} attached but lost (record: {})",
+                    ns.name,
+                    record.is_some()
+                ));
+            }
+        } else if record.is_some() {
+            problems.push(format!("{} failed ({why}) but has a record", ns.name));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:?}");
+    let n = addrs.len();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), n, "an address is held twice");
+    // How long attaches failed after the kill, per host.
+    for h in 0..2 {
+        let failed: Vec<&Duration> =
+            results.iter().filter(|r| r.0 == h && !r.2).map(|r| &r.3).collect();
+        let resumed =
+            results.iter().filter(|r| r.0 == h && r.2 && r.3 > killed_at).map(|r| r.3).min();
+        let resumed =
+            resumed.unwrap_or_else(|| panic!("host{h}: no attach succeeded after the kill"));
+        eprintln!(
+            "host{h}: {} failed attach(es); first success {:?} after the leader was killed",
+            failed.len(),
+            resumed - killed_at
+        );
+        assert!(
+            resumed - killed_at < Duration::from_secs(10),
+            "attaches did not resume within 10 s"
+        );
+    }
+    assert!(results.iter().filter(|r| r.2).count() >= PER_HOST, "{results:?}");
 }

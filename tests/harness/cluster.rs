@@ -17,6 +17,11 @@ pub fn etcd_url() -> String {
     format!("http://{ETCD_IP}:2379")
 }
 
+/// Client URL of member `m` of a multi-member etcd (member 0 is `etcd_url`).
+pub fn member_url(m: usize) -> String {
+    format!("http://{ETCD_IP}:{}", 2379 + 10000 * m)
+}
+
 /// A child process killed (SIGKILL) and reaped on drop.
 pub struct Proc(pub Option<Child>);
 
@@ -49,6 +54,10 @@ pub struct Cluster {
     // then the underlay namespace.
     pub hosts: Vec<Host>,
     pub etcd: Proc,
+    /// Members 1.. of a multi-member etcd (`with_etcd_members`); `etcd` is
+    /// member 0.
+    pub more_etcd: Vec<Proc>,
+    pub members: usize,
     /// Some: etcd serves https only and wants a client certificate.
     pub certs: Option<Certs>,
     pub etcd_dir: tempfile::TempDir,
@@ -59,28 +68,46 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
-        Cluster::build(n, None, &[])
+        Cluster::build(n, None, &[], 1)
     }
 
     pub fn with_tls(n: usize) -> Cluster {
-        Cluster::build(n, Some(Certs::generate()), &[])
+        Cluster::build(n, Some(Certs::generate()), &[], 1)
     }
 
     /// Agents started with `args` besides the usual ones.
     pub fn with_agent_args(n: usize, args: &[&str]) -> Cluster {
-        Cluster::build(n, None, args)
+        Cluster::build(n, None, args, 1)
     }
 
-    fn build(n: usize, certs: Option<Certs>, agent_args: &[&str]) -> Cluster {
+    /// etcd as users run it: `members` members (all in the underlay, on
+    /// ETCD_IP, ports 2379, 12379, 22379...); weft is given all of them.
+    pub fn with_etcd_members(n: usize, members: usize) -> Cluster {
+        Cluster::build(n, None, &[], members)
+    }
+
+    fn build(n: usize, certs: Option<Certs>, agent_args: &[&str], members: usize) -> Cluster {
         let underlay = Netns::new("ul");
         underlay.sh(&format!(
             "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
         ));
         let etcd_dir = tempfile::tempdir().expect("tempdir");
         let agent_args = agent_args.iter().map(|a| a.to_string()).collect();
-        let mut c =
-            Cluster { hosts: Vec::new(), etcd: Proc(None), certs, etcd_dir, underlay, agent_args };
-        c.start_etcd();
+        let mut c = Cluster {
+            hosts: Vec::new(),
+            etcd: Proc(None),
+            more_etcd: Vec::new(),
+            members,
+            certs,
+            etcd_dir,
+            underlay,
+            agent_args,
+        };
+        if members > 1 {
+            c.start_etcd_members();
+        } else {
+            c.start_etcd();
+        }
         for i in 0..n {
             c.add_host(i);
         }
@@ -96,8 +123,67 @@ impl Cluster {
     pub fn client_args(&self) -> Vec<String> {
         match &self.certs {
             Some(certs) => certs.client_args(&certs.ca()),
+            None if self.members > 1 => {
+                let urls: Vec<String> = (0..self.members).map(member_url).collect();
+                vec!["--etcd".into(), urls.join(",")]
+            }
             None => vec!["--etcd".into(), etcd_url()],
         }
+    }
+
+    /// A multi-member etcd, every member with its own data dir and log.
+    fn start_etcd_members(&mut self) {
+        let peer = |m: usize| format!("http://{ETCD_IP}:{}", 2380 + 10000 * m);
+        let initial: Vec<String> = (0..self.members).map(|m| format!("m{m}={}", peer(m))).collect();
+        for m in 0..self.members {
+            let dir = self.etcd_dir.path().join(format!("data{m}"));
+            let log = std::fs::File::create(self.etcd_dir.path().join(format!("etcd{m}.log")))
+                .expect("log");
+            let child = self
+                .underlay
+                .command("etcd")
+                .args(["--name", &format!("m{m}"), "--data-dir", dir.to_str().unwrap()])
+                .args(["--listen-client-urls", &member_url(m), "--advertise-client-urls"])
+                .arg(member_url(m))
+                .args(["--listen-peer-urls", &peer(m), "--initial-advertise-peer-urls", &peer(m)])
+                .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd (install etcd-server)");
+            if m == 0 {
+                self.etcd = Proc(Some(child));
+            } else {
+                self.more_etcd.push(Proc(Some(child)));
+            }
+        }
+        let urls: Vec<String> = (0..self.members).map(member_url).collect();
+        let health =
+            format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", urls.join(","));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.underlay.try_sh(&health) {
+            assert!(Instant::now() < deadline, "etcd members did not start: {}", self.etcd_log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The process id of the etcd member that leads now.
+    pub fn etcd_leader_pid(&self) -> u32 {
+        let urls: Vec<String> = (0..self.members).map(member_url).collect();
+        let out = self.underlay.sh(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints {} endpoint status -w json",
+            urls.join(",")
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl status json");
+        let leader = v.as_array().unwrap().iter().find(|s| {
+            s["Status"]["leader"].as_u64().is_some()
+                && s["Status"]["leader"] == s["Status"]["header"]["member_id"]
+        });
+        let leader = leader.unwrap_or_else(|| panic!("no leader in {out}"));
+        let url = leader["Endpoint"].as_str().unwrap();
+        let m = (0..self.members).find(|&m| member_url(m) == url).expect("leader is a member");
+        let proc = if m == 0 { &self.etcd } else { &self.more_etcd[m - 1] };
+        proc.0.as_ref().expect("member running").id()
     }
 
     pub fn start_etcd(&mut self) {

@@ -109,6 +109,49 @@ impl Conn {
         Ok(Conn { client, keys: Keys::new(&cfg.prefix), endpoints, targets, tls: with_tls })
     }
 
+    /// Connects and proves etcd answers: [`Conn::new`] and a ping. With
+    /// several members, one that is down (killed, partitioned away) must
+    /// not fail the command, so the members are tried one at a time, from
+    /// one picked by process id (clients spread over the members); the
+    /// first that answers serves this connection (a follower forwards
+    /// writes to the leader). A long-lived user reconnects when it fails.
+    pub async fn connect(cfg: &EtcdConfig, long_lived: bool) -> Result<Conn, StoreError> {
+        let n = cfg.endpoints.len();
+        if n < 2 {
+            let conn = Conn::new(cfg, long_lived).await?;
+            return match conn.ping().await {
+                Ok(()) => Ok(conn),
+                Err(e) => Err(conn.error(e).await),
+            };
+        }
+        let start = std::process::id() as usize % n;
+        let mut first_error = None;
+        for i in 0..n {
+            let one = EtcdConfig {
+                endpoints: vec![cfg.endpoints[(start + i) % n].clone()],
+                ..cfg.clone()
+            };
+            let mut conn = Conn::new(&one, long_lived).await?;
+            match conn.ping().await {
+                Ok(()) => {
+                    // Messages name every member the user gave.
+                    conn.endpoints = cfg.endpoints.join(",");
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    let e = conn.error(e).await;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(match first_error.expect("n >= 2 tries") {
+            StoreError::Unreachable { why, .. } => {
+                StoreError::Unreachable { endpoints: cfg.endpoints.join(","), why }
+            }
+            other => other,
+        })
+    }
+
     pub fn endpoints(&self) -> &str {
         &self.endpoints
     }

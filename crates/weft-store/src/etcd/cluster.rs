@@ -52,11 +52,7 @@ impl Cluster {
     /// The connection pings etcd while idle, so a watch or a lease renewal
     /// on a dead etcd fails instead of waiting forever.
     pub async fn connect(cfg: &EtcdConfig) -> Result<Cluster, StoreError> {
-        let conn = Conn::new(cfg, true).await?;
-        match conn.ping().await {
-            Ok(()) => Ok(Cluster { conn }),
-            Err(e) => Err(conn.error(e).await),
-        }
+        Ok(Cluster { conn: Conn::connect(cfg, true).await? })
     }
 
     async fn run<T>(

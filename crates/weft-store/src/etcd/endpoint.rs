@@ -357,6 +357,17 @@ pub(super) async fn remove(conn: &Conn, key: &EndpointKey) -> Result<Option<Endp
     Err(StoreError::Contention(format!("detach endpoint {key}")).into())
 }
 
+/// The record with its revision, as [`reserve`] returns it.
+pub(super) async fn get_written(conn: &Conn, key: &EndpointKey) -> Result<Option<Written>, Fail> {
+    match conn.get(&conn.keys.endpoint(key)).await? {
+        Some(kv) => {
+            let e = decode(&format_args!("endpoint {key}"), kv.value())?;
+            Ok(Some((e, kv.mod_revision())))
+        }
+        None => Ok(None),
+    }
+}
+
 pub(super) async fn get(conn: &Conn, key: &EndpointKey) -> Result<Option<Endpoint>, Fail> {
     match conn.get(&conn.keys.endpoint(key)).await? {
         Some(kv) => Ok(Some(decode(&format_args!("endpoint {key}"), kv.value())?)),
