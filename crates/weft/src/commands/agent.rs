@@ -71,7 +71,7 @@ fn reassert_in_background(state_dir: &Path, every: Duration) {
         match ops::Context::open(&state_dir).and_then(|mut ctx| ops::owner::reassert(&mut ctx)) {
             Ok(r) => {
                 for line in &r.adopted {
-                    tracing::warn!("re-recorded {line}");
+                    tracing::warn!("repaired: {line}");
                 }
                 for line in &r.conflicts {
                     tracing::error!("address conflict: {line}");

@@ -71,6 +71,25 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// Removes this host's records of attaches that died before they finished
+/// (state `Creating`, this boot, the process gone) with their veths: an
+/// attach reported failed must not keep its address, also when its own
+/// undo could not reach the store (a partition). The caller holds the
+/// ownership lock exclusively, so no attach is in flight.
+pub fn reap_interrupted(ctx: &mut Context) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for ep in local_endpoints(ctx)? {
+        let dead =
+            ep.state == EndpointState::Creating && ep.boot_id == ctx.boot_id && !pid_alive(ep.pid);
+        if dead {
+            plug::unplug(ctx.host()?, &ep.host_veth)?;
+            ctx.store.remove_endpoint(&ep.key())?;
+            removed.push(format!("{} (attach was interrupted)", ep.key()));
+        }
+    }
+    Ok(removed)
+}
+
 /// Endpoints of this host: all of them on a single host, this node's in a
 /// cluster (other hosts' records are theirs to repair).
 pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {

@@ -157,10 +157,16 @@ pub fn adopt(ctx: &mut Context, links: &[Link]) -> Result<Adopted> {
 /// gone (the node was removed while it was unreachable: `weft node rm`,
 /// or its grace period ran out). An address another host took meanwhile
 /// is a conflict, reported, never silently kept.
+///
+/// Also removes the records of this host's attaches that died midway
+/// (see `gc::reap_interrupted`), which gc alone would otherwise free.
 pub fn reassert(ctx: &mut Context) -> Result<Adopted> {
     let _own = ctx.exclusive()?;
+    let removed = super::gc::reap_interrupted(ctx)?;
     let links = ctx.host()?.links()?;
-    adopt_endpoints(ctx, &links)
+    let mut done = adopt_endpoints(ctx, &links)?;
+    done.adopted.extend(removed.into_iter().map(|r| format!("removed {r}")));
+    Ok(done)
 }
 
 fn adopt_networks(ctx: &mut Context, links: &[Link]) -> Result<Vec<String>> {
