@@ -20,6 +20,7 @@
 //!
 //! Configuration (environment): `WEFT_BIN` (weft binary; required),
 //! `SOAK_MINUTES` (default 2), `SOAK_MAX` (live containers, default 30),
+//! `SOAK_FAULTS` (comma-separated kinds, default all),
 //! `BENCH_OUT` (JSON results; default bench/soak-results.json).
 //! Nothing runs in, or changes, the machine's own namespace.
 
@@ -339,10 +340,16 @@ impl Soak {
     /// that took and what still failed.
     fn converge(&self) -> (Duration, Vec<String>) {
         let t = Instant::now();
+        let mut shown = 0;
         loop {
             let bad = self.violations();
             if bad.is_empty() || t.elapsed() > Duration::from_secs(60) {
                 return (t.elapsed(), bad);
+            }
+            // What is not converged yet, now and then (diagnosis).
+            if t.elapsed() >= Duration::from_secs(5 * shown) {
+                shown += 1;
+                eprintln!("soak: after {:?}: {}", t.elapsed(), bad.join("; "));
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -465,7 +472,13 @@ fn run() -> Result<Value> {
     let minutes = env_usize("SOAK_MINUTES", 2)?;
     let soak = setup(weft)?;
     let deadline = Instant::now() + Duration::from_secs(60 * minutes as u64);
-    let kinds = ["crash", "agent", "partition", "leader"];
+    let all = ["crash", "agent", "partition", "leader"];
+    let chosen = env_or("SOAK_FAULTS", &all.join(","));
+    let kinds: Vec<&str> =
+        all.iter().copied().filter(|k| chosen.split(',').any(|c| c == *k)).collect();
+    if kinds.is_empty() {
+        bail!("SOAK_FAULTS: none of {all:?}");
+    }
     let mut faults: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut violations: Vec<String> = Vec::new();
     let mut rng = Rng::new(seed());

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
+use weft_datapath::link::Link;
 use weft_datapath::{bridge, plug, Netns};
 use weft_model::{Endpoint, EndpointState};
 
@@ -71,20 +72,25 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
     Ok(removed)
 }
 
-/// Removes this host's records of attaches that died before they finished
-/// (state `Creating`, this boot, the process gone) with their veths: an
-/// attach reported failed must not keep its address, also when its own
-/// undo could not reach the store (a partition). The caller holds the
-/// ownership lock exclusively, so no attach is in flight.
-pub fn reap_interrupted(ctx: &mut Context) -> Result<Vec<String>> {
+/// Removes this host's records whose container is gone (see [`stale`]:
+/// an attach that died midway, a namespace or veth that vanished) with
+/// their veths. An attach reported failed must not keep its address, also
+/// when its own undo could not reach the store (a partition). `links` is
+/// this namespace's, read by the caller, who holds the ownership lock
+/// exclusively: no attach or detach is in flight.
+pub fn reap_stale(ctx: &mut Context, links: &[Link]) -> Result<Vec<String>> {
+    // A retired veth is on its way out: it does not keep a record alive.
+    let live: HashSet<String> = links
+        .iter()
+        .filter(|l| l.alias.as_deref() != Some(plug::RETIRED_ALIAS))
+        .map(|l| l.name.clone())
+        .collect();
     let mut removed = Vec::new();
     for ep in local_endpoints(ctx)? {
-        let dead =
-            ep.state == EndpointState::Creating && ep.boot_id == ctx.boot_id && !pid_alive(ep.pid);
-        if dead {
+        if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
-            removed.push(format!("{} (attach was interrupted)", ep.key()));
+            removed.push(format!("{} ({why})", ep.key()));
         }
     }
     Ok(removed)
@@ -128,20 +134,8 @@ pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
             );
         }
     }
-    // A retired veth is on its way out: it does not keep a record alive.
-    let live: HashSet<String> = links
-        .iter()
-        .filter(|l| l.alias.as_deref() != Some(plug::RETIRED_ALIAS))
-        .map(|l| l.name.clone())
-        .collect();
-
-    for ep in local_endpoints(ctx)? {
-        if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
-            plug::unplug(ctx.host()?, &ep.host_veth)?;
-            ctx.store.remove_endpoint(&ep.key())?;
-            report.endpoints.push(format!("{} ({why})", ep.key()));
-        }
-    }
+    report.endpoints.extend(reap_stale(ctx, &links)?);
+    let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
 
     let nets = ctx.store.networks()?;
     let owned_veths: HashSet<String> =

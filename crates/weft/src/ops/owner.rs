@@ -158,12 +158,12 @@ pub fn adopt(ctx: &mut Context, links: &[Link]) -> Result<Adopted> {
 /// or its grace period ran out). An address another host took meanwhile
 /// is a conflict, reported, never silently kept.
 ///
-/// Also removes the records of this host's attaches that died midway
-/// (see `gc::reap_interrupted`), which gc alone would otherwise free.
+/// Also removes this host's records whose container is gone (see
+/// `gc::reap_stale`), which only gc would otherwise free.
 pub fn reassert(ctx: &mut Context) -> Result<Adopted> {
     let _own = ctx.exclusive()?;
-    let removed = super::gc::reap_interrupted(ctx)?;
     let links = ctx.host()?.links()?;
+    let removed = super::gc::reap_stale(ctx, &links)?;
     let mut done = adopt_endpoints(ctx, &links)?;
     done.adopted.extend(removed.into_iter().map(|r| format!("removed {r}")));
     Ok(done)
