@@ -7,7 +7,10 @@
 mod harness;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,14 @@ struct Daemon {
 
 impl Daemon {
     fn start(sb: &Sandbox) -> Daemon {
+        Daemon::start_with(sb, &[])
+    }
+
+    /// With extra environment (test hooks: `WEFT_FAILPOINT`).
+    fn start_with(sb: &Sandbox, env: &[(&str, &str)]) -> Daemon {
         let child = sb
             .weft_cmd(&["daemon"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -39,6 +48,23 @@ impl Daemon {
     fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then how long the daemon took to exit (None: not within `limit`).
+    fn stop_within(&mut self, limit: Duration) -> Option<Duration> {
+        self.signal(libc::SIGTERM);
+        self.exit_within(limit)
+    }
+
+    fn exit_within(&mut self, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return Some(t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 }
 
@@ -289,4 +315,194 @@ fn cni_add_and_del_through_the_daemon() {
     assert!(r.ok && r.raw.trim().is_empty(), "DEL through the daemon: {} {}", r.raw, r.stderr);
     assert!(sb.endpoints().is_empty());
     eventually("eth0 is gone from the container", || !sb.c(c).try_sh("ip link show eth0"));
+}
+
+/// `weft ARGS` with WEFT_DAEMON=require, killed if it has not ended within
+/// `limit`: Some(result), or None for a command that hung.
+fn required_within(sb: &Sandbox, args: &[&str], limit: Duration) -> Option<Run> {
+    let mut child = sb
+        .weft_cmd(args)
+        .env("WEFT_DAEMON", "require")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn weft");
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            return Some(to_run(child.wait_with_output().expect("weft output")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Clients that connect and send nothing, or half a request, hold nobody
+/// up: the next attach goes through the daemon at once, and the daemon
+/// lets the idle ones go (a read timeout).
+#[test]
+fn idle_clients_never_stall_others() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "in", "--subnet", "10.68.0.0/24"]);
+    let daemon = Daemon::start(&sb);
+    let c = sb.container("c");
+    let mut idle: Vec<UnixStream> =
+        (0..12).map(|_| UnixStream::connect(&daemon.sock).expect("connect")).collect();
+    for _ in 0..4 {
+        let mut s = UnixStream::connect(&daemon.sock).expect("connect");
+        s.write_all(br#"{"version":"#).unwrap();
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let r = required_within(&sb, &["attach", "in", &sb.c(c).name.clone()], Duration::from_secs(8))
+        .expect("attach hung behind idle clients");
+    assert!(r.ok, "attach through the daemon: {}", r.stderr);
+    let took = t0.elapsed();
+    eprintln!("attach took {took:?} with {} idle clients", idle.len());
+    assert!(took < Duration::from_secs(2), "attach took {took:?}");
+    assert_eq!(sb.endpoints().len(), 1);
+    // Each idle client is let go, with nothing run for it.
+    let t0 = Instant::now();
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        assert!(t0.elapsed() < Duration::from_secs(10), "an idle client was kept");
+    }
+    assert_eq!(sb.endpoints().len(), 1);
+}
+
+/// A request that never ends is cut off at a size limit, not read (and
+/// held in memory) without end; the daemon goes on serving.
+#[test]
+fn requests_have_a_size_limit() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "zn", "--subnet", "10.69.0.0/24"]);
+    let daemon = Daemon::start(&sb);
+    let mut s = UnixStream::connect(&daemon.sock).expect("connect");
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Whitespace: a JSON parser would take all of it before a value.
+    let chunk = vec![b' '; 64 * 1024];
+    let mut written = 0usize;
+    while written < 64 << 20 {
+        match s.write(&chunk) {
+            Ok(n) => written += n,
+            Err(_) => break,
+        }
+    }
+    eprintln!("the daemon took {written} bytes of an endless request");
+    assert!(written < 4 << 20, "the daemon read {written} bytes of one request");
+    let c = sb.container("c");
+    let r = required(&sb, &["attach", "zn", &sb.c(c).name.clone()]);
+    assert!(r.ok, "attach after the endless request: {}", r.stderr);
+}
+
+/// The device and inode of `path`, as the daemon's requests carry them.
+fn file_id(path: &Path) -> serde_json::Value {
+    let m = std::fs::metadata(path).expect("stat");
+    serde_json::json!({"dev": m.dev(), "ino": m.ino()})
+}
+
+/// The reproduced hole: a client gave up on its command (it waited long
+/// behind others and said it failed), and the daemon ran it later anyway.
+/// Here a client sends a whole attach request and leaves at once, as a
+/// client that timed out does: the daemon must never run it.
+#[test]
+fn a_command_whose_client_left_never_runs() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "ln", "--subnet", "10.70.0.0/24"]);
+    let daemon = Daemon::start(&sb);
+    let c = sb.container("c");
+    let name = sb.c(c).name.clone();
+    let state_dir = sb.state_dir().to_str().unwrap().to_string();
+    let request = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "args": [WEFT, "--state-dir", state_dir, "attach", "ln", name],
+        "state_dir": state_dir,
+        "cwd": "/",
+        "net_ns": file_id(&sb.host.path)["ino"],
+        "state_dir_id": file_id(sb.state_dir()),
+        "container_ns": file_id(&sb.c(c).path),
+        "cni": null,
+    });
+    let mut s = UnixStream::connect(&daemon.sock).expect("connect");
+    let mut line = serde_json::to_vec(&request).unwrap();
+    line.push(b'\n');
+    s.write_all(&line).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sb.endpoints().is_empty(), "the daemon ran a command its client left");
+    assert!(!sb.c(c).try_sh("ip link show eth0"), "eth0 appeared in the container");
+    // The same request from a client that stays is run (the request was good).
+    let r = required(&sb, &["attach", "ln", &name]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(sb.endpoints().len(), 1);
+}
+
+/// A bug that panics in the middle of a command: the client is told the
+/// outcome is unknown and how to check, the daemon serves the next
+/// command, and stops promptly.
+#[test]
+fn a_panic_in_a_command_is_reported_as_unknown_and_costs_nothing_else() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "pn2", "--subnet", "10.71.0.0/24"]);
+    let mut daemon = Daemon::start_with(&sb, &[("WEFT_FAILPOINT", "daemon-job")]);
+    let (a, b) = (sb.container("a"), sb.container("b"));
+    let e = one_error_line(&required(&sb, &["attach", "pn2", &sb.c(a).name.clone()]));
+    assert!(e.contains("unknown") && e.contains("weft endpoint ls"), "{e}");
+    let r = required(&sb, &["attach", "pn2", &sb.c(b).name.clone()]);
+    assert!(r.ok, "the next attach: {}", r.stderr);
+    let took = daemon.stop_within(Duration::from_secs(5)).expect("the daemon did not stop");
+    assert!(took < Duration::from_secs(2), "stopping took {took:?}");
+}
+
+/// A panic in a thread serving a stopping daemon's backlog: the daemon
+/// still stops as soon as the commands it runs are done (not after its
+/// 30 s drain limit), and the client whose thread panicked runs its
+/// command itself (nothing was run for it).
+#[test]
+fn a_panic_while_draining_does_not_stall_shutdown() {
+    const BUSY: usize = 8;
+    const WAITING: usize = 3;
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "dr", "--subnet", "10.72.0.0/24"]);
+    let mut daemon = Daemon::start_with(&sb, &[("WEFT_FAILPOINT", "daemon-drain")]);
+    for i in 0..BUSY + WAITING {
+        sb.container(&format!("d{i}"));
+    }
+    // Another process holds the store's write lock: the workers' attaches
+    // wait for it, so the next clients wait in the listen backlog.
+    let db = rusqlite::Connection::open(sb.state_dir().join("weft.db")).expect("open the store");
+    db.execute_batch("BEGIN IMMEDIATE").expect("lock the store");
+    let results: Vec<Run> = std::thread::scope(|s| {
+        let sb = &sb;
+        let mut handles = Vec::new();
+        for i in 0..BUSY {
+            handles.push(s.spawn(move || required(sb, &["attach", "dr", &sb.c(i).name])));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        for i in BUSY..BUSY + WAITING {
+            handles.push(s.spawn(move || weft_with(sb, "auto", &["attach", "dr", &sb.c(i).name])));
+        }
+        std::thread::sleep(Duration::from_millis(800));
+        daemon.signal(libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(300));
+        db.execute_batch("ROLLBACK").expect("unlock the store");
+        let took = daemon.exit_within(Duration::from_secs(10));
+        assert!(
+            took.is_some_and(|t| t < Duration::from_secs(5)),
+            "the daemon stopped {took:?} after its commands could finish"
+        );
+        handles.into_iter().map(|h| h.join().expect("attach thread")).collect()
+    });
+    for r in &results {
+        assert!(r.ok, "attach failed: {}", r.stderr);
+    }
+    let eps = sb.endpoints();
+    assert_eq!(eps.len(), BUSY + WAITING);
+    assert!(eps.iter().all(|e| e["state"] == "ready"), "half-done endpoints: {eps:?}");
 }

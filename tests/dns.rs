@@ -5,10 +5,11 @@
 
 mod harness;
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -102,16 +103,28 @@ impl Drop for DnsServer {
 }
 
 /// A tiny upstream resolver in `ns` at `addr`:53: `upstream.test` is
-/// 198.51.100.7, every other name NXDOMAIN. Stops on drop.
+/// 198.51.100.7, names under `silent.test` get no answer at all (an
+/// upstream that does not respond), every other name NXDOMAIN. It records
+/// every query it sees. Stops on drop.
 struct Upstream {
     stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// One query as the upstream saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    from: SocketAddr,
+    id: u16,
+    name: String,
 }
 
 impl Upstream {
     fn start(ns: &Netns, addr: &str) -> Upstream {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (flag, log) = (stop.clone(), seen.clone());
         let at: SocketAddr = format!("{addr}:53").parse().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = in_ns(ns, move || {
@@ -122,13 +135,16 @@ impl Upstream {
             while !flag.load(Ordering::Relaxed) {
                 let Ok((n, peer)) = s.recv_from(&mut buf) else { continue };
                 let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                let Some(query) = q.queries().first() else { continue };
+                let name = query.name().to_ascii().to_ascii_lowercase();
+                log.lock().unwrap().push(Seen { from: peer, id: q.id(), name: name.clone() });
+                if name.ends_with(".silent.test.") {
+                    continue;
+                }
                 let mut r = Message::new();
                 r.set_id(q.id()).set_message_type(MessageType::Response).set_op_code(OpCode::Query);
                 r.set_recursion_available(true).add_queries(q.queries().to_vec());
-                let query = &q.queries()[0];
-                if query.name().to_ascii() == "upstream.test."
-                    && query.query_type() == RecordType::A
-                {
+                if name == "upstream.test." && query.query_type() == RecordType::A {
                     let a = RData::A(A(UPSTREAM_ANSWER.parse().unwrap()));
                     r.add_answer(Record::from_rdata(query.name().clone(), 60, a));
                 } else {
@@ -138,7 +154,11 @@ impl Upstream {
             }
         });
         rx.recv().unwrap();
-        Upstream { stop, thread: Some(thread) }
+        Upstream { stop, seen, thread: Some(thread) }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -166,14 +186,17 @@ struct World {
     a1: usize,
     a2: usize,
     b1: usize,
+    /// A container of the internal network `i`.
+    i1: usize,
     ea2: Value,
     eb1: Value,
-    _upstream: Upstream,
+    upstream: Upstream,
     dns: DnsServer,
 }
 
 const GW_A: &str = "172.25.0.1";
 const GW_B: &str = "172.25.1.1";
+const GW_I: &str = "172.25.2.1";
 
 fn world() -> World {
     let mut sb = Sandbox::new();
@@ -187,10 +210,13 @@ fn world() -> World {
         "fd00:25::/64",
     ]);
     sb.weft_ok(&["network", "create", "b", "--subnet", "172.25.1.0/24"]);
+    sb.weft_ok(&["network", "create", "i", "--subnet", "172.25.2.0/24", "--internal"]);
     let a1 = sb.container("a1");
     let a2 = sb.container("a2");
     let b1 = sb.container("b1");
+    let i1 = sb.container("i1");
     sb.attach("a", a1, &[]);
+    sb.attach("i", i1, &["--alias", "vault"]);
     let ea2 = sb.attach("a", a2, &["--alias", "db", "--alias", "Cache.Local"]);
     let eb1 = sb.attach("b", b1, &[]);
     assert_eq!(ea2["aliases"], serde_json::json!(["db", "Cache.Local"]));
@@ -202,7 +228,7 @@ fn world() -> World {
     within(Duration::from_secs(10), "weft dns answering", || {
         ask(c, GW_A, "x", RecordType::A).is_some()
     });
-    World { sb, a1, a2, b1, ea2, eb1, _upstream: upstream, dns }
+    World { sb, a1, a2, b1, i1, ea2, eb1, upstream, dns }
 }
 
 #[test]
@@ -344,4 +370,209 @@ fn random_bytes_never_crash_it() {
     assert!(w.dns.alive(), "weft dns died");
     let a1 = w.sb.c(w.a1);
     assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![ip_of(&w.ea2)]), "still answering");
+}
+
+/// No answer at all, or a refusal without records.
+fn never_answered(m: Option<Message>) -> bool {
+    m.is_none_or(|m| m.response_code() == ResponseCode::Refused && m.answers().is_empty())
+}
+
+/// A network with no way out has no way out by DNS either: a name asked
+/// from an internal network never reaches the upstream (the query carries
+/// data out, the answer brings data in: a tunnel). Its own names resolve.
+#[test]
+fn internal_networks_never_ask_the_upstream() {
+    let w = world();
+    let i1 = w.sb.c(w.i1);
+    assert_eq!(resolve(i1, GW_I, "vault").map(|v| v.len()), Ok(1), "own names resolve");
+    for (name, qtype) in [
+        ("upstream.test", RecordType::A),
+        ("upstream.test", RecordType::AAAA),
+        ("upstream.test", RecordType::TXT),
+        ("c2VjcmV0.exfil.silent.test", RecordType::A),
+        ("7.100.51.198.in-addr.arpa", RecordType::PTR),
+    ] {
+        let m = ask(i1, GW_I, name, qtype).unwrap_or_else(|| panic!("no answer for {name}"));
+        assert_eq!(m.response_code(), ResponseCode::Refused, "{name} {qtype}");
+        assert!(m.answers().is_empty(), "{name}: {m:?}");
+    }
+    // The upstream is there and reachable: a network with a way out asks it.
+    let a1 = w.sb.c(w.a1);
+    assert_eq!(resolve(a1, GW_A, "upstream.test"), Ok(vec![UPSTREAM_ANSWER.to_string()]));
+    let names: Vec<String> = w.upstream.seen().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["upstream.test."], "the upstream saw the internal network's queries");
+}
+
+/// Only a network's own containers get answers from its gateway: not a
+/// host outside, not a container of another network (both can route to
+/// the gateway address, it is the host's), and nothing of theirs goes
+/// upstream.
+#[test]
+fn outside_hosts_and_other_networks_are_refused() {
+    let w = world();
+    let out = w.sb.outside.as_ref().unwrap();
+    out.sh("ip route add 172.25.0.0/16 via 203.0.113.1");
+    let a2_name = w.sb.c(w.a2).name.clone();
+    for gw in [GW_A, GW_B, GW_I] {
+        for name in ["upstream.test", "leak.silent.test", a2_name.as_str(), "vault"] {
+            let m = ask(out, gw, name, RecordType::A);
+            assert!(never_answered(m.clone()), "outside asked {gw} for {name}: {m:?}");
+        }
+    }
+    let (a1, b1) = (w.sb.c(w.a1), w.sb.c(w.b1));
+    for name in ["upstream.test", "leak.silent.test", a2_name.as_str()] {
+        let m = ask(b1, GW_A, name, RecordType::A);
+        assert!(never_answered(m.clone()), "b1 asked a's gateway for {name}: {m:?}");
+    }
+    let m = ask(a1, GW_I, "vault", RecordType::A);
+    assert!(never_answered(m.clone()), "a1 asked the internal gateway: {m:?}");
+    let m = ask(a1, GW_I, "upstream.test", RecordType::A);
+    assert!(never_answered(m.clone()), "a1 asked the internal gateway: {m:?}");
+    assert!(w.upstream.seen().is_empty(), "forwarded: {:?}", w.upstream.seen());
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the server's fds").count()
+}
+
+/// One container asks thousands of outside names while the upstream stays
+/// silent: every pending forward holds a socket, so without a bound the
+/// server runs out of file descriptors. Its pending forwards are bounded:
+/// the fd count stays small, local names still resolve, and another
+/// container's outside names still go upstream.
+#[test]
+fn a_flood_of_outside_names_does_not_pin_the_servers_fds() {
+    let w = world();
+    let pid = w.dns.0.id();
+    let before = open_fds(pid);
+    let (a1, a2) = (w.sb.c(w.a1), w.sb.c(w.a2));
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let flood = in_ns(a1, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let t0 = Instant::now();
+        let mut sent = 0u32;
+        while t0.elapsed() < Duration::from_millis(3000) {
+            for _ in 0..10 {
+                let mut m = Message::new();
+                let name = Name::from_ascii(format!("q{sent}.silent.test.")).unwrap();
+                m.set_id(sent as u16).set_recursion_desired(true);
+                m.add_query(Query::query(name, RecordType::A));
+                let _ = s.send_to(&m.to_vec().unwrap(), (GW_A, 53));
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        flag.store(true, Ordering::SeqCst);
+        sent
+    });
+    let watching = done.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut most = 0;
+        while !watching.load(Ordering::SeqCst) {
+            most = most.max(open_fds(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        most
+    });
+    // In the middle of the flood: local names for the flooder itself,
+    // outside names for its neighbour (a datagram may be lost in the
+    // flood: asked again until answered).
+    std::thread::sleep(Duration::from_millis(1000));
+    let a2_name = a2.name.clone();
+    let a2_ip = ip_of(&w.ea2);
+    let answered = |ns: &Netns, name: &str, want: &str| {
+        let m = ask(ns, GW_A, name, RecordType::A);
+        m.is_some_and(|m| answers(&m) == [want.to_string()])
+    };
+    within(Duration::from_secs(3), "a local name mid-flood", || answered(a1, &a2_name, &a2_ip));
+    within(Duration::from_secs(3), "a neighbour's outside name mid-flood", || {
+        answered(a2, "upstream.test", UPSTREAM_ANSWER)
+    });
+    let checked_during = !done.load(Ordering::SeqCst);
+    let sent = flood.join().unwrap();
+    let most = sampler.join().unwrap();
+    eprintln!("{sent} queries sent; server fds: {before} before, at most {most} during");
+    assert!(checked_during, "the flood ended before the checks");
+    assert!(sent > 2000, "only {sent} queries sent");
+    assert!(most < before + 100, "server fds went from {before} to {most} during the flood");
+    within(Duration::from_secs(5), "fds back to what they were", || open_fds(pid) <= before + 2);
+    assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![a2_ip]), "still answering");
+}
+
+/// One query over TCP (two-byte length, then the message).
+fn ask_tcp(ns: &Netns, server: &str, name: &str) -> Option<Message> {
+    use std::io::{Read, Write};
+    let server: SocketAddr = format!("{server}:53").parse().unwrap();
+    let name = Name::from_ascii(name).unwrap();
+    in_ns(ns, move || {
+        let mut t = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(1)).ok()?;
+        t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut m = Message::new();
+        m.set_id(99).set_recursion_desired(true).add_query(Query::query(name, RecordType::A));
+        let body = m.to_vec().unwrap();
+        let mut framed = (body.len() as u16).to_be_bytes().to_vec();
+        framed.extend(body);
+        t.write_all(&framed).ok()?;
+        let mut len = [0u8; 2];
+        t.read_exact(&mut len).ok()?;
+        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+        t.read_exact(&mut body).ok()?;
+        Some(Message::from_vec(&body).expect("a DNS answer"))
+    })
+    .join()
+    .unwrap()
+}
+
+/// Thousands of TCP connections held open by one container: the server
+/// keeps answering (UDP and a new TCP connection), and lets go of them.
+#[test]
+fn thousands_of_tcp_connections_are_survived() {
+    const N: usize = 2000;
+    let mut w = world();
+    let pid = w.dns.0.id();
+    let before = open_fds(pid);
+    let a1 = w.sb.c(w.a1);
+    let a2_name = w.sb.c(w.a2).name.clone();
+    let a2_ip = ip_of(&w.ea2);
+    let gw: SocketAddr = format!("{GW_A}:53").parse().unwrap();
+    let held = in_ns(a1, move || {
+        (0..N)
+            .map_while(|_| std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(2)).ok())
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(held.len(), N, "connections opened");
+    assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![a2_ip.clone()]), "UDP while held");
+    let m = ask_tcp(a1, GW_A, &a2_name).expect("a TCP answer while held");
+    assert_eq!(answers(&m), std::slice::from_ref(&a2_ip));
+    drop(held);
+    within(Duration::from_secs(8), "connections let go", || open_fds(pid) <= before + 2);
+    assert!(w.dns.alive(), "weft dns died");
+    let m = ask_tcp(a1, GW_A, &a2_name).expect("a TCP answer after");
+    assert_eq!(answers(&m), [a2_ip]);
+}
+
+/// Forwarded queries leave the host: their ids and source ports must not
+/// be guessable, or an off-path host could forge the upstream's answer.
+/// Random values pass this; a counter or a fixed port does not.
+#[test]
+fn upstream_query_ids_and_ports_are_unpredictable() {
+    const N: usize = 64;
+    let w = world();
+    let a1 = w.sb.c(w.a1);
+    for i in 0..N {
+        assert_eq!(resolve(a1, GW_A, &format!("n{i}.test")), Err(ResponseCode::NXDomain));
+    }
+    let seen = w.upstream.seen();
+    assert_eq!(seen.len(), N, "{seen:?}");
+    let ids: HashSet<u16> = seen.iter().map(|s| s.id).collect();
+    let ports: HashSet<u16> = seen.iter().map(|s| s.from.port()).collect();
+    assert!(ids.len() >= N - 4 && ports.len() >= N - 4, "repeats: {seen:?}");
+    let near = |a: u16, b: u16| a.abs_diff(b) < 64;
+    let near_ids = seen.windows(2).filter(|p| near(p[0].id, p[1].id)).count();
+    let near_ports = seen.windows(2).filter(|p| near(p[0].from.port(), p[1].from.port())).count();
+    assert!(near_ids <= 4 && near_ports <= 4, "successive values close together: {seen:?}");
+    assert!(seen.iter().all(|s| s.from.port() >= 1024), "{seen:?}");
 }

@@ -125,6 +125,9 @@ fn internal_network_has_no_way_out() {
 #[test]
 fn rule_count_does_not_grow_with_endpoints_or_networks() {
     let mut sb = Sandbox::new();
+    // As on a host that does not route (a new namespace copies the
+    // machine's IPv4 setting): weft turns forwarding on, and guards it.
+    sb.host.sh("sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0");
     sb.weft_ok(&["network", "create", "n", "--subnet", "172.22.5.0/24"]);
     let first = sb.container("c0");
     sb.attach("n", first, &[]);
@@ -147,7 +150,16 @@ fn rule_count_does_not_grow_with_endpoints_or_networks() {
         "fd00:22::/64",
     ]);
     sb.weft_ok(&["network", "create", "k", "--subnet", "172.22.7.0/24", "--internal"]);
-    assert_eq!(sb.nft_rule_count(), with_one, "rules grew with networks (1 -> 3)");
+    // The first IPv6 network turns IPv6 forwarding on, which adds its
+    // guard to chain `foreign` (security_forward.rs): a fixed rule and one
+    // per family weft turned on, whatever the number of networks.
+    let foreign = sb
+        .nft_objects()
+        .iter()
+        .filter(|o| o.get("rule").is_some_and(|r| r["chain"] == "foreign"))
+        .count();
+    assert_eq!(foreign, 3, "bridged frames pass, then one guard per family");
+    assert_eq!(sb.nft_rule_count(), with_one + 1, "rules grew with networks (1 -> 3)");
     let mut bridges = sb.nft_set("bridges").unwrap();
     bridges.sort();
     assert_eq!(bridges, vec!["weft-k", "weft-m", "weft-n"]);

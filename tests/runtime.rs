@@ -1,7 +1,7 @@
 //! weft under a real container runtime: runs tests/runtime/podman.sh (two
 //! busybox containers on a weft network via Podman's CNI backend, inside a
-//! throwaway sandbox namespace) with this build's binary. Skipped, with a
-//! note, where Podman is not installed; CI installs it.
+//! throwaway sandbox namespace) with this build's binary. Fails, naming the
+//! package, where Podman is not installed (`scripts/deps --test` installs it).
 
 use std::path::Path;
 use std::process::Command;
@@ -14,9 +14,11 @@ fn on_path(cmd: &str) -> bool {
 
 #[test]
 fn podman_runs_two_containers_on_a_weft_network() {
-    if !on_path("podman") {
-        println!("SKIP: podman is not installed (apt-get install podman runc busybox-static)");
-        return;
+    for (cmd, package) in [("podman", "podman"), ("runc", "runc"), ("busybox", "busybox-static")] {
+        assert!(
+            on_path(cmd),
+            "{cmd} is not installed: apt-get install {package} (or scripts/deps --test)"
+        );
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/runtime/podman.sh");
     let out = Command::new("bash")

@@ -209,6 +209,8 @@ impl Cluster {
         ]
         .map(String::from)
         .to_vec();
+        super::require("etcd", "etcd-server");
+        super::require("etcdctl", "etcd-client");
         let mut health = format!("ETCDCTL_API=3 etcdctl --endpoints {url}");
         if let Some(certs) = &self.certs {
             let p = |f: &str| certs.path(f).display().to_string();

@@ -21,6 +21,31 @@ pub const PREFIX: &str = "weft-t";
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Fails the test, naming the Debian package, when `cmd` is not on PATH: a
+/// test that passes without what it checks proves nothing. `scripts/deps
+/// --test` installs them all.
+pub fn require(cmd: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()));
+    assert!(
+        found,
+        "{cmd} is not installed: apt-get install {package} (or run scripts/deps --test)"
+    );
+}
+
+/// What every sandbox test runs: iproute2, ping, nft, and root.
+fn require_basics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: geteuid cannot fail and takes no pointers.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(root, "the end-to-end tests build network namespaces: run them as root");
+        require("ip", "iproute2");
+        require("ping", "iputils-ping");
+        require("nft", "nftables");
+    });
+}
+
 /// Waits up to 3 s for `cond`; panics with `what` if it never holds. For
 /// what weft finishes in the background (a detached veth pair is deleted
 /// by a reaper process, ~20 ms after the command returns).
@@ -49,6 +74,7 @@ impl Netns {
     }
 
     pub fn named(name: &str) -> Netns {
+        require_basics();
         run_ok(Command::new("ip").args(["netns", "add", name]));
         let path = PathBuf::from(format!("/var/run/netns/{name}"));
         let file = File::open(&path).expect("open netns");
@@ -108,6 +134,12 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        // weft attach writes /etc/netns/NAME/resolv.conf for a named
+        // namespace; a test that drops its containers without detaching
+        // them leaves it, so the guard removes it (test names are unique).
+        if self.name.starts_with(PREFIX) {
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.name));
+        }
     }
 }
 
@@ -206,10 +238,11 @@ impl Sandbox {
     }
 
     /// Everything a failed command must leave untouched: links, addresses,
-    /// routes, weft's nftables table and the store's contents.
+    /// routes, weft's nftables table and the store's contents. (An IPv6
+    /// address's `tentative` flag goes by itself once DAD is done.)
     pub fn snapshot(&self) -> String {
         let kernel = self.host.sh(
-            "ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-3 | sort; ip -o addr | sort; \
+            "ip -o link show | sed 's/^[0-9]*: //' | cut -d' ' -f1-3 | sort; ip -o addr | sed 's/ tentative//' | sort; \
              ip route | sort; nft list table inet weft 2>/dev/null || true",
         );
         let nets = self.weft_ok(&["network", "ls", "--json"]);

@@ -134,9 +134,10 @@ pub fn sync_firewall(view: &View, node: &str, state_dir: &Path) -> Result<()> {
     let lock = state_dir.join("firewall.lock");
     let _guard = lock_file(&lock)?;
     let rules: Vec<NetRules> = view.networks.values().map(NetRules::from).collect();
-    if !rules.is_empty() {
-        weft_firewall::enable_forwarding(view.networks.values().any(|n| n.subnet6.is_some()))?;
-    }
+    let v6 = view.networks.values().any(|n| n.subnet6.is_some());
+    // Forwarding weft turns on is guarded and turned off with the last
+    // network (markers in the state dir the CLI shares).
+    let forwarding = weft_firewall::Forwarding::prepare(state_dir, !rules.is_empty(), v6)?;
     // The rebuilt table keeps the ports this host's containers publish.
     let ports: Vec<PortRule> = view
         .endpoints
@@ -144,7 +145,14 @@ pub fn sync_firewall(view: &View, node: &str, state_dir: &Path) -> Result<()> {
         .filter(|e| e.node.as_deref() == Some(node))
         .flat_map(PortRule::of)
         .collect();
-    Firewall::new().apply_with_ports(&rules, &ports)?;
+    Firewall::new().apply_with_ports(&rules, &ports, forwarding.guards())?;
+    forwarding.enable()?;
+    // Containers are no routers: the host takes no RA from its bridges.
+    for n in view.networks.values() {
+        if let Err(e) = weft_firewall::refuse_router_advertisements(&n.bridge) {
+            tracing::warn!("{e}");
+        }
+    }
     Ok(())
 }
 

@@ -81,14 +81,45 @@ fn remove_leftover(host: &mut Netlink, spec: &PlugSpec) -> Result<bool> {
     Ok(true)
 }
 
+/// Creates the veth pair with its host end up in the bridge and its other
+/// end left in the host namespace, unconfigured, under `spec.ifname`: for a
+/// runtime that moves and configures the container end itself (Docker's
+/// remote driver protocol). All-or-nothing like [`plug`].
+pub fn plug_unmoved(host: &mut Netlink, spec: &PlugSpec) -> Result<()> {
+    let created = match create_veth_in(host, None, spec, spec.bridge_index) {
+        Err(e) if matches!(e, DatapathError::Exists(_)) && remove_leftover(host, spec)? => {
+            create_veth_in(host, None, spec, spec.bridge_index)
+        }
+        r => r,
+    };
+    created?;
+    if let Err(e) = finish_host_end(host, spec) {
+        let _ = unplug(host, spec.host_veth);
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) -> Result<()> {
+    create_veth_in(host, Some(netns), spec, bridge)
+}
+
+/// The pair, its peer in `netns` (None: the host namespace).
+fn create_veth_in(
+    host: &mut Netlink,
+    netns: Option<&Netns>,
+    spec: &PlugSpec,
+    bridge: u32,
+) -> Result<()> {
     // The peer cannot be created up: veth_open fails with ENOTCONN until
     // both ends exist. It is brought up from inside the container.
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(spec.ifname.to_string()));
     peer.attributes.push(LinkAttribute::Address(spec.mac.0.to_vec()));
     peer.attributes.push(LinkAttribute::Mtu(spec.mtu));
-    peer.attributes.push(LinkAttribute::NetNsFd(netns.fd()));
+    if let Some(ns) = netns {
+        peer.attributes.push(LinkAttribute::NetNsFd(ns.fd()));
+    }
     one_queue(&mut peer);
 
     // Created down: it comes up in `finish_host_end`, after IPv6 address
@@ -110,7 +141,7 @@ fn create_veth(host: &mut Netlink, netns: &Netns, spec: &PlugSpec, bridge: u32) 
                  in {} (is the container already attached? try --ifname)",
                 spec.host_veth,
                 spec.ifname,
-                netns.path().display()
+                netns.map_or("the host namespace".into(), |n| n.path().display().to_string())
             ))
         } else if e.raw_os_error() == Some(libc::EXFULL) {
             // Port numbers of a Linux bridge are 10 bits, 0 reserved.

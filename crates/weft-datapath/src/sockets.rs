@@ -119,10 +119,13 @@ mod tests {
     fn finds_listeners_and_udp_receivers() {
         std::thread::spawn(|| {
             // SAFETY: unshare takes no pointers; it moves this thread only.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                eprintln!("skipped: unshare needs root");
-                return;
-            }
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "unshare(CLONE_NEWNET): {} (run as root)",
+                std::io::Error::last_os_error()
+            );
             // A child forked from this thread starts in its namespace.
             let up = std::process::Command::new("ip").args(["link", "set", "lo", "up"]).status();
             assert!(up.unwrap().success());

@@ -9,6 +9,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 
+use crate::pending::Pending;
 use crate::upstream;
 use crate::zone::{parse_reverse, NetZone, Zone};
 
@@ -22,6 +23,8 @@ pub(crate) struct NetHandler {
     pub network: String,
     pub zone: SharedZone,
     pub upstreams: Arc<Vec<SocketAddr>>,
+    /// Forwards in flight, shared by every network's handler.
+    pub pending: Arc<Pending>,
 }
 
 /// What the network's own records say about a question.
@@ -143,7 +146,23 @@ impl RequestHandler for NetHandler {
                 header.set_response_code(ResponseCode::NXDomain);
                 send(&mut response, builder.build_no_records(header), header).await
             }
+            // A network with no way out has none through its DNS either:
+            // the question itself would carry data out (as Docker and
+            // aardvark-dns do, internal networks get no forwarding).
+            Local::Forward if net.is_some_and(NetZone::internal) => {
+                send(
+                    &mut response,
+                    builder.error_msg(request.header(), ResponseCode::Refused),
+                    header,
+                )
+                .await
+            }
             Local::Forward => {
+                let Some(_permit) = self.pending.take(request.src().ip()) else {
+                    tracing::debug!("{}: too many queries in flight", request.src().ip());
+                    header.set_response_code(ResponseCode::ServFail);
+                    return send(&mut response, builder.build_no_records(header), header).await;
+                };
                 let mut q = Query::query(name, qtype);
                 q.set_query_class(query.query_class());
                 match upstream::forward(&self.upstreams, &q, request.recursion_desired()).await {
@@ -160,6 +179,7 @@ impl RequestHandler for NetHandler {
                         send(&mut response, msg, header).await
                     }
                     None => {
+                        tracing::info!("{} {qtype}: no upstream answered: SERVFAIL", q.name());
                         header.set_response_code(ResponseCode::ServFail);
                         send(&mut response, builder.build_no_records(header), header).await
                     }

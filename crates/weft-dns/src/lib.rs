@@ -6,14 +6,17 @@
 //! for names too). A name is a container name or one of its aliases; A and
 //! AAAA give its addresses, PTR of an address gives its container name.
 //! Bare names that are not containers get NXDOMAIN here; everything else is
-//! forwarded to the upstream resolvers.
+//! forwarded to the upstream resolvers, except from internal networks
+//! (REFUSED: no way out, not even by DNS). Forwards in flight are bounded
+//! per client and in all, so a flood cannot take the server's sockets.
 //!
-//! The server never reads the store: its owner (`weft dns`, later the agent)
+//! The server never reads the store: its owner (the `weft dns` command)
 //! sends a new [`Zone`] whenever the store changes, and answers switch at
 //! once; listeners open and close as networks come and go. Parsing and
 //! building DNS messages is hickory's, not ours.
 
 mod handler;
+mod pending;
 mod upstream;
 pub mod zone;
 
@@ -26,6 +29,7 @@ use hickory_server::ServerFuture;
 use tokio::sync::watch;
 
 use handler::{NetHandler, SharedZone};
+use pending::Pending;
 pub use upstream::from_resolv_conf;
 pub use zone::Zone;
 
@@ -46,6 +50,7 @@ pub struct Config {
 pub async fn serve(config: Config, mut zones: watch::Receiver<Arc<Zone>>) {
     let shared: SharedZone = Arc::new(RwLock::new(zones.borrow().clone()));
     let upstreams = Arc::new(config.upstreams);
+    let in_flight = Pending::new(pending::PER_CLIENT, pending::TOTAL);
     let mut servers: HashMap<IpAddr, (String, ServerFuture<NetHandler>)> = HashMap::new();
     loop {
         let zone = zones.borrow_and_update().clone();
@@ -67,6 +72,7 @@ pub async fn serve(config: Config, mut zones: watch::Receiver<Arc<Zone>>) {
                 network: net.clone(),
                 zone: shared.clone(),
                 upstreams: upstreams.clone(),
+                pending: in_flight.clone(),
             };
             match listen(*addr, config.port, handler) {
                 Ok(s) => {

@@ -4,7 +4,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-use tokio::net::UdpSocket;
+use hickory_proto::runtime::TokioRuntimeProvider;
+use hickory_proto::udp::UdpClientStream;
+use hickory_proto::xfer::{DnsRequest, DnsRequestOptions, DnsRequestSender, FirstAnswer};
+use hickory_proto::ProtoError;
 
 /// How long one upstream gets before the next is asked.
 const PATIENCE: Duration = Duration::from_secs(2);
@@ -33,50 +36,28 @@ pub async fn forward(upstreams: &[SocketAddr], query: &Query, recursion: bool) -
     None
 }
 
-async fn ask(up: SocketAddr, query: &Query, recursion: bool) -> std::io::Result<Message> {
-    let bind: SocketAddr =
-        if up.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
-    let sock = UdpSocket::bind(bind).await?;
-    sock.connect(up).await?;
-    let id: u16 = rand_id();
+/// One upstream, one query, through hickory's UDP client: every query
+/// gets a socket of its own on a random port and a random id (both from
+/// `rand`'s thread generator, a CSPRNG seeded by the OS), and an answer
+/// counts only from that upstream's address, with that id and that
+/// question. Forwarded queries leave the host: a guessable id or port
+/// would let an off-path host forge the answer.
+async fn ask(up: SocketAddr, query: &Query, recursion: bool) -> Result<Message, ProtoError> {
+    let mut client = UdpClientStream::builder(up, TokioRuntimeProvider::new())
+        .with_timeout(Some(PATIENCE))
+        .build()
+        .await?;
     let mut msg = Message::new();
-    msg.set_id(id)
-        .set_message_type(MessageType::Query)
+    msg.set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(recursion)
         .add_query(query.clone());
     let mut edns = Edns::new();
     edns.set_max_payload(1232);
     msg.set_edns(edns);
-    let bytes = msg.to_vec().map_err(std::io::Error::other)?;
-    sock.send(&bytes).await?;
-    let mut buf = vec![0u8; 4096];
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
-        // A stray or forged datagram is skipped, not taken for the answer.
-        if let Ok(m) = Message::from_vec(&buf[..n]) {
-            if m.id() == id && m.queries().first() == Some(query) {
-                return Ok(m);
-            }
-        }
-    }
-}
-
-/// A query id nobody can predict from the outside: forwarded queries leave
-/// the host, where a guessed id would let a forged answer in.
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u16
+    let request = DnsRequest::new(msg, DnsRequestOptions::default());
+    let answer = client.send_message(request).first_answer().await?;
+    Ok(answer.into_message())
 }
 
 #[cfg(test)]

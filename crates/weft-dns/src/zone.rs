@@ -13,6 +13,8 @@ pub struct NetZone {
     names: HashMap<String, Vec<IpAddr>>,
     ptr: HashMap<IpAddr, String>,
     subnets: Vec<IpNet>,
+    /// No way out: nothing is forwarded upstream for it.
+    internal: bool,
 }
 
 /// Every network's names, and the addresses the server listens on.
@@ -32,8 +34,10 @@ impl Zone {
             if let Some(g6) = n.gateway6 {
                 zone.listen.push((IpAddr::V6(g6), n.name.clone()));
             }
-            zone.nets
-                .insert(n.name.clone(), NetZone { subnets: n.subnets(), ..NetZone::default() });
+            zone.nets.insert(
+                n.name.clone(),
+                NetZone { subnets: n.subnets(), internal: n.internal, ..NetZone::default() },
+            );
         }
         for ep in eps.iter().filter(|e| e.state == EndpointState::Ready) {
             let Some(nz) = zone.nets.get_mut(&ep.network) else {
@@ -69,6 +73,11 @@ impl NetZone {
     /// The container name of an address of this network.
     pub fn reverse(&self, ip: IpAddr) -> Option<&str> {
         self.ptr.get(&ip).map(String::as_str)
+    }
+
+    /// An internal network: its names are answered, no other name is.
+    pub fn internal(&self) -> bool {
+        self.internal
     }
 
     /// Whether `ip` is in one of the network's subnets: its reverse name is

@@ -13,6 +13,9 @@ pub enum FirewallError {
     BadListing { table: String, why: String },
     #[error("network {network}: bridge name {bridge:?} cannot be used in nftables: {why}")]
     BadBridge { network: String, bridge: String, why: String },
-    #[error("cannot enable forwarding: {path}: {why}")]
+    #[error("cannot set {path}: {why}")]
     Sysctl { path: &'static str, why: String },
+    /// weft's record of the forwarding it turned on (state directory).
+    #[error("cannot record weft's forwarding in {path}: {why}")]
+    Marker { path: String, why: String },
 }

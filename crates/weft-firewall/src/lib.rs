@@ -8,6 +8,11 @@
 //! list in one atomic nft transaction whenever a network is created or
 //! removed. Endpoints touch the firewall only to publish ports, which adds
 //! or deletes map elements (see [`publish`]), never rules.
+//!
+//! weft opens the host no more than it must: packets to 127.0.0.0/8 that
+//! did not come from `lo` are dropped before any NAT (the CVE-2020-8558
+//! pattern; see `publish.rs`), and forwarding that weft turned on serves
+//! weft's networks only (see `sysctl.rs`).
 
 mod error;
 mod libnft;
@@ -19,9 +24,9 @@ mod sysctl;
 
 pub use error::FirewallError;
 pub use nft::{Firewall, TableStatus, DEFAULT_TABLE};
-pub use publish::{maps, PortRule};
+pub use publish::{maps, reached_by_loopback, PortRule};
 pub use ruleset::{ruleset, ruleset_with_ports, sets};
-pub use sysctl::{enable_forwarding, enable_route_localnet};
+pub use sysctl::{refuse_router_advertisements, set_route_localnet, Forwarding, Guards};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::{check, publish, ruleset, ruleset_with_ports, FirewallError, NetRules, PortRule};
+use crate::{
+    check, publish, ruleset, ruleset_with_ports, FirewallError, Guards, NetRules, PortRule,
+};
 
 /// The table weft owns, in family `inet` (one table for IPv4 and IPv6).
 pub const DEFAULT_TABLE: &str = "weft";
@@ -79,17 +81,19 @@ impl Firewall {
     }
 
     /// Like [`Firewall::apply`], with port publishing: its fixed rules and
-    /// maps, filled with `ports` (every published port of every endpoint).
-    /// This is what weft applies; it restores a deleted or flushed table
-    /// with all published ports.
+    /// maps, filled with `ports` (every published port of every endpoint),
+    /// and the `guards` of the forwarding weft owns. This is what weft
+    /// applies; it restores a deleted or flushed table with all published
+    /// ports.
     pub fn apply_with_ports(
         &self,
         nets: &[NetRules],
         ports: &[PortRule],
+        guards: Guards,
     ) -> Result<(), FirewallError> {
         check(nets)?;
         let action = if nets.is_empty() { "removing" } else { "applying" };
-        let batch = serde_json::to_string(&ruleset_with_ports(&self.table, nets, ports))
+        let batch = serde_json::to_string(&ruleset_with_ports(&self.table, nets, ports, guards))
             .expect("an nftables batch always serializes");
         self.nft(&["-j", "-f", "-"], Some(&batch), action).map(drop)
     }

@@ -4,6 +4,7 @@
 //! element), never rules, in one nft transaction.
 //!
 //! ```text
+//! chain localnet (filter, raw)     iifname != "lo" ip daddr 127.0.0.0/8 drop
 //! chain prerouting (nat, dstnat)   fib daddr type local jump publish
 //! chain output     (nat, dstnat)   fib daddr type local jump publish   (the host itself, 127.0.0.1 too)
 //! chain publish
@@ -15,6 +16,18 @@
 //!   ct status dnat ip6 saddr . oifname @hairpin6 masquerade     (else the reply would skip the host)
 //!   ct status dnat ip saddr 127.0.0.0/8 masquerade              from the host's loopback
 //! ```
+//! `localnet` closes the CVE-2020-8558 pattern: `fib daddr type local`
+//! holds for 127.0.0.1, and destination NAT runs before the kernel's
+//! martian check, so without it a packet sent to 127.0.0.1 from a
+//! neighbour or a container would reach a port published on 127.0.0.1;
+//! and `route_localnet` on a bridge (which publishing needs, for the host
+//! to reach its ports by 127.0.0.1) would let a container reach services
+//! of the host that listen on 127.0.0.1 only. It drops before conntrack,
+//! by the address on the wire, so replies to the host's own connections to
+//! 127.0.0.1 (which arrive addressed to the bridge's address and are
+//! un-NATed later) pass. IPv6 needs no such rule: the kernel drops a packet
+//! to ::1 that did not come from `lo` before any hook.
+//!
 //! KEY is `daddr . l4proto . dport`; the address part is `0.0.0.0/0` (`::/0`)
 //! when the port is published on every host address. `hairpin4`/`hairpin6`
 //! hold `subnet . bridge` per network (elements per network, like the
@@ -53,15 +66,25 @@ pub mod maps {
     pub const HAIRPIN6: &str = "hairpin6";
 }
 
+const LOCALNET: &str = "localnet";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
 const PUBLISH: &str = "publish";
 const POSTROUTING: &str = "postrouting";
 /// `priority dstnat`.
 const PRIO_DSTNAT: i32 = -100;
+/// `priority raw`: before conntrack and NAT.
+const PRIO_RAW: i32 = -300;
 
 /// Rules that port publishing adds to weft's table.
-pub const RULES: usize = 9;
+pub const RULES: usize = 10;
+
+/// Whether the host reaches this published port by 127.0.0.1, which needs
+/// `route_localnet` on the network's bridge: ports published on every
+/// IPv4 address, or on a 127.0.0.0/8 one.
+pub fn reached_by_loopback(m: &PortMapping) -> bool {
+    m.covers_family(false) && m.host_addr().is_none_or(|a| a.is_loopback())
+}
 
 /// One published port of one endpoint, with the addresses it leads to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,17 +141,21 @@ pub(crate) fn add_machinery(b: &mut Batch<'static>, table: &str, nets: &[NetRule
             ..Set::default()
         })));
     }
-    for (name, hook) in
-        [(PREROUTING, Some(NfHook::Prerouting)), (OUTPUT, Some(NfHook::Output)), (PUBLISH, None)]
-    {
+    let base = |hook, kind, prio| Some((hook, kind, prio));
+    for (name, base) in [
+        (LOCALNET, base(NfHook::Prerouting, NfChainType::Filter, PRIO_RAW)),
+        (PREROUTING, base(NfHook::Prerouting, NfChainType::NAT, PRIO_DSTNAT)),
+        (OUTPUT, base(NfHook::Output, NfChainType::NAT, PRIO_DSTNAT)),
+        (PUBLISH, None),
+    ] {
         b.add(NfListObject::Chain(Chain {
             family: NfFamily::INet,
             table: t(table),
             name: t(name),
-            _type: hook.map(|_| NfChainType::NAT),
-            hook,
-            prio: hook.map(|_| PRIO_DSTNAT),
-            policy: hook.map(|_| NfChainPolicy::Accept),
+            _type: base.map(|(_, kind, _)| kind),
+            hook: base.map(|(hook, _, _)| hook),
+            prio: base.map(|(_, _, prio)| prio),
+            policy: base.map(|_| NfChainPolicy::Accept),
             ..Chain::default()
         }));
     }
@@ -234,7 +261,30 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
             masq(),
         ]
     };
+    let loopback = || {
+        Expression::Named(NamedExpression::Prefix(Prefix {
+            addr: Box::new(Expression::String("127.0.0.0".into())),
+            len: 8,
+        }))
+    };
     vec![
+        (
+            LOCALNET,
+            "loopback addresses come from lo only (CVE-2020-8558)",
+            vec![
+                Statement::Match(Match {
+                    left: meta(MetaKey::Iifname),
+                    right: Expression::String("lo".into()),
+                    op: Operator::NEQ,
+                }),
+                Statement::Match(Match {
+                    left: payload("ip", "daddr"),
+                    right: loopback(),
+                    op: Operator::EQ,
+                }),
+                Statement::Drop(None),
+            ],
+        ),
         (PREROUTING, "published ports: traffic to the host's addresses", vec![local(), jump()]),
         (OUTPUT, "published ports: traffic from the host itself", vec![local(), jump()]),
         (PUBLISH, "published port, container port differs", dnat(false, true)),
@@ -258,10 +308,7 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
                 ct_dnat(),
                 Statement::Match(Match {
                     left: payload("ip", "saddr"),
-                    right: Expression::Named(NamedExpression::Prefix(Prefix {
-                        addr: Box::new(Expression::String("127.0.0.0".into())),
-                        len: 8,
-                    })),
+                    right: loopback(),
                     op: Operator::EQ,
                 }),
                 masq(),

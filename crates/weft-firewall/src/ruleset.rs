@@ -6,6 +6,10 @@
 //! - `internal` (ifname): bridges of internal networks
 //! - `same_bridge` (ifname . ifname): `b . b` for every bridge
 //! - `masq4` / `masq6` (prefix intervals): subnets of non-internal networks
+//!
+//! One chain depends on the host rather than the networks: `foreign`, with
+//! one rule per family whose forwarding weft turned on ([`Guards`]), after
+//! one that lets bridged frames pass.
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
@@ -22,7 +26,7 @@ use nftables::stmt::{Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use crate::publish::{self, PortRule};
-use crate::NetRules;
+use crate::{Guards, NetRules};
 
 /// Names of the sets in weft's table.
 pub mod sets {
@@ -35,6 +39,10 @@ pub mod sets {
 
 const FORWARD: &str = "forward";
 const POSTROUTING: &str = "postrouting";
+/// Forwarding between interfaces that are not weft's, present only while
+/// weft owns forwarding (see `sysctl.rs`): a chain of its own, so that the
+/// `forward` chain's rules stay fixed.
+const FOREIGN: &str = "foreign";
 /// `priority filter` and `priority srcnat`.
 const PRIO_FILTER: i32 = 0;
 const PRIO_SRCNAT: i32 = 100;
@@ -45,17 +53,28 @@ const PRIO_SRCNAT: i32 = 100;
 /// is only removed. Bridge names are taken as given; `Firewall::apply`
 /// refuses those that nft would misread.
 pub fn ruleset(table: &str, nets: &[NetRules]) -> Nftables<'static> {
-    build(table, nets, None)
+    build(table, nets, None, Guards::default())
 }
 
 /// [`ruleset`] plus port publishing (see `publish.rs`): its maps, chains and
-/// fixed rules, and the elements of `ports`. This is the table weft applies;
-/// with no networks the table is only removed.
-pub fn ruleset_with_ports(table: &str, nets: &[NetRules], ports: &[PortRule]) -> Nftables<'static> {
-    build(table, nets, Some(ports))
+/// fixed rules, and the elements of `ports`; and `guards` for the
+/// forwarding weft turned on. This is the table weft applies; with no
+/// networks the table is only removed.
+pub fn ruleset_with_ports(
+    table: &str,
+    nets: &[NetRules],
+    ports: &[PortRule],
+    guards: Guards,
+) -> Nftables<'static> {
+    build(table, nets, Some(ports), guards)
 }
 
-fn build(table: &str, nets: &[NetRules], ports: Option<&[PortRule]>) -> Nftables<'static> {
+fn build(
+    table: &str,
+    nets: &[NetRules],
+    ports: Option<&[PortRule]>,
+    guards: Guards,
+) -> Nftables<'static> {
     let t = |s: &str| -> Cow<'static, str> { Cow::Owned(s.to_string()) };
     let table_obj =
         || NfListObject::Table(Table { family: NfFamily::INet, name: t(table), handle: None });
@@ -109,6 +128,30 @@ fn build(table: &str, nets: &[NetRules], ports: Option<&[PortRule]>) -> Nftables
             family: NfFamily::INet,
             table: t(table),
             chain: t(chain),
+            expr: Cow::Owned(expr),
+            comment: Some(t(comment)),
+            ..Rule::default()
+        }));
+    }
+
+    let foreign = guard_rules(guards);
+    if !foreign.is_empty() {
+        b.add(NfListObject::Chain(Chain {
+            family: NfFamily::INet,
+            table: t(table),
+            name: t(FOREIGN),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Forward),
+            prio: Some(PRIO_FILTER),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
+    }
+    for (comment, expr) in foreign {
+        b.add(NfListObject::Rule(Rule {
+            family: NfFamily::INet,
+            table: t(table),
+            chain: t(FOREIGN),
             expr: Cow::Owned(expr),
             comment: Some(t(comment)),
             ..Rule::default()
@@ -184,6 +227,50 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
             vec![is(saddr("ip6"), MASQ6), is_not(oif(), BRIDGES), Statement::Masquerade(None)],
         ),
     ]
+}
+
+/// With forwarding on only because of weft, the host routes for weft's
+/// networks and nothing else: traffic between two interfaces that are not
+/// weft bridges is dropped, per family weft turned on.
+///
+/// Under br_netfilter, frames that another stack's bridge switches between
+/// its ports pass this hook too, with the bridge as both interfaces: they
+/// are not routed, so they pass. (nft cannot compare iifname with oifname,
+/// so routing between two other bridges is not guarded.)
+fn guard_rules(g: Guards) -> Vec<(&'static str, Vec<Statement<'static>>)> {
+    let mut out = Vec::new();
+    if g.forward4 || g.forward6 {
+        let kind = |key| {
+            Statement::Match(Match {
+                left: meta(key),
+                right: Expression::String("bridge".into()),
+                op: Operator::EQ,
+            })
+        };
+        out.push((
+            "switched by a bridge, not routed (br_netfilter)",
+            vec![kind(MetaKey::Iifkind), kind(MetaKey::Oifkind), Statement::Accept(None)],
+        ));
+    }
+    for (on, family) in [(g.forward4, "ipv4"), (g.forward6, "ipv6")] {
+        if !on {
+            continue;
+        }
+        out.push((
+            "weft turned forwarding on: it routes for its own networks only",
+            vec![
+                Statement::Match(Match {
+                    left: meta(MetaKey::Nfproto),
+                    right: Expression::String(family.into()),
+                    op: Operator::EQ,
+                }),
+                is_not(meta(MetaKey::Iifname), sets::BRIDGES),
+                is_not(meta(MetaKey::Oifname), sets::BRIDGES),
+                Statement::Drop(None),
+            ],
+        ));
+    }
+    out
 }
 
 /// Set contents, sorted and deduplicated so that the batch is stable and
@@ -301,6 +388,22 @@ mod tests {
         };
         assert_eq!(rules(1), 10);
         assert_eq!(rules(2), rules(200));
+    }
+
+    #[test]
+    fn guards_drop_foreign_forwarding_per_family() {
+        let nets = [net("a", "10.1.0.0/24", None, false)];
+        let foreign = |g: Guards| {
+            let rs = ruleset_with_ports("weft", &nets, &[], g);
+            let chain = count(&rs, |x| matches!(x, NfListObject::Chain(c) if c.name == FOREIGN));
+            let rules = count(&rs, |x| matches!(x, NfListObject::Rule(r) if r.chain == FOREIGN));
+            (chain, rules, lines(&rs))
+        };
+        assert_eq!(foreign(Guards::default()).0, 0);
+        let (chain, rules, text) = foreign(Guards { forward4: false, forward6: true });
+        assert_eq!((chain, rules), (1, 2));
+        assert!(text.contains(r#"{"meta":{"key":"nfproto"}},"right":"ipv6""#), "{text}");
+        assert_eq!(foreign(Guards { forward4: true, forward6: true }).1, 3);
     }
 
     #[test]

@@ -23,8 +23,8 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use sandbox::{cmd, sandbox, Ns};
-use weft_firewall::{enable_forwarding, Firewall, NetRules};
+use sandbox::{cmd, sandbox, set_sysctl, Ns};
+use weft_firewall::{Firewall, NetRules};
 
 /// How long a connection attempt may take before it counts as dropped.
 const PATIENCE: Duration = Duration::from_millis(800);
@@ -135,7 +135,8 @@ fn packets_obey_the_rules() {
         let i2 = container(&nets[2], "vi2", 3, false);
         let out = outside();
         let (out4, out6) = (out.ip, out.ip6.unwrap());
-        enable_forwarding(true).unwrap();
+        set_sysctl("/proc/sys/net/ipv4/ip_forward", "1");
+        set_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
 
         // Control: without weft's table everything is routed, nothing rewritten.
         assert_eq!(connect(&a1, &out, out4), Ok(a1.ip));

@@ -5,7 +5,7 @@
 mod sandbox;
 
 use sandbox::{cmd, sandbox};
-use weft_firewall::{maps, publish, Firewall, NetRules, PortRule};
+use weft_firewall::{maps, publish, Firewall, Guards, NetRules, PortRule};
 
 fn net() -> NetRules {
     NetRules {
@@ -29,7 +29,7 @@ fn rule(spec: &str, host: u8) -> PortRule {
 fn elements_come_and_go_rules_stay() {
     sandbox(|| {
         let fw = Firewall::new();
-        fw.apply_with_ports(&[net()], &[]).unwrap();
+        fw.apply_with_ports(&[net()], &[], Guards::default()).unwrap();
         let empty = fw.status().unwrap();
         assert_eq!(empty.rules, 10 + publish::RULES);
         assert!(empty.maps.values().all(Vec::is_empty), "{:?}", empty.maps);
@@ -72,14 +72,14 @@ fn rebuild_restores_ports_after_delete() {
     sandbox(|| {
         let fw = Firewall::new();
         let ports = [rule("8080:80", 2), rule("53:53/udp", 3)];
-        fw.apply_with_ports(&[net()], &ports).unwrap();
+        fw.apply_with_ports(&[net()], &ports, Guards::default()).unwrap();
         let want = fw.status().unwrap();
         assert_eq!(want.maps[maps::PUBLISH4].len(), 2);
         cmd("nft delete table inet weft");
-        fw.apply_with_ports(&[net()], &ports).unwrap();
+        fw.apply_with_ports(&[net()], &ports, Guards::default()).unwrap();
         assert_eq!(fw.status().unwrap(), want);
         cmd("nft flush table inet weft");
-        fw.apply_with_ports(&[net()], &ports).unwrap();
+        fw.apply_with_ports(&[net()], &ports, Guards::default()).unwrap();
         assert_eq!(fw.status().unwrap(), want);
     });
 }
@@ -88,7 +88,7 @@ fn rebuild_restores_ports_after_delete() {
 fn rules_do_not_grow_with_ports() {
     sandbox(|| {
         let fw = Firewall::new();
-        fw.apply_with_ports(&[net()], &[]).unwrap();
+        fw.apply_with_ports(&[net()], &[], Guards::default()).unwrap();
         let before = fw.status().unwrap().rules;
         let ports: Vec<PortRule> =
             (0..200u16).map(|i| rule(&format!("{}:80", 10000 + i), 2 + (i % 200) as u8)).collect();
@@ -108,10 +108,10 @@ fn library_and_nft_command_agree() {
         // Firewall::new() writes elements over netlink and runs batches
         // through libnftables; with_program always starts the nft command.
         let (lib, exec) = (Firewall::new(), Firewall::new().with_program("nft"));
-        lib.apply_with_ports(&[net()], &ports).unwrap();
+        lib.apply_with_ports(&[net()], &ports, Guards::default()).unwrap();
         let by_lib = lib.status().unwrap();
         assert_eq!(exec.status().unwrap(), by_lib);
-        exec.apply_with_ports(&[net()], &ports).unwrap();
+        exec.apply_with_ports(&[net()], &ports, Guards::default()).unwrap();
         assert_eq!(lib.status().unwrap(), by_lib);
         exec.unpublish(&ports[..1]).unwrap();
         lib.unpublish(&ports[1..]).unwrap();

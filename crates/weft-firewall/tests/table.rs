@@ -2,10 +2,8 @@
 
 mod sandbox;
 
-use std::time::Instant;
-
 use sandbox::{cmd, nft_text, ruleset_json, sandbox, set_sysctl, sysctl};
-use weft_firewall::{enable_forwarding, sets, Firewall, NetRules, TableStatus};
+use weft_firewall::{sets, Firewall, Forwarding, Guards, NetRules, TableStatus};
 
 fn net(i: usize, internal: bool, v6: bool) -> NetRules {
     NetRules {
@@ -153,39 +151,32 @@ fn forwarding_changes_only_the_sandbox() {
     const V4: &str = "/proc/sys/net/ipv4/ip_forward";
     const V6: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
     let outside = (sysctl(V4), sysctl(V6));
+    let dir = std::env::temp_dir().join(format!("weft-fw-forwarding-{}", std::process::id()));
     sandbox(|| {
+        let both = |v4: &str, v6: &str| sysctl(V4) == v4 && sysctl(V6) == v6;
+        let sync = |v4, v6| {
+            let f = Forwarding::prepare(&dir, v4, v6).unwrap();
+            f.enable().unwrap();
+            f.guards()
+        };
         // A new namespace copies the host's IPv4 settings: start from off.
         set_sysctl(V4, "0");
         set_sysctl(V6, "0");
-        enable_forwarding(false).unwrap();
-        assert_eq!((sysctl(V4).as_str(), sysctl(V6).as_str()), ("1", "0"));
-        enable_forwarding(true).unwrap();
-        enable_forwarding(true).unwrap(); // already on: no-op
-        assert_eq!((sysctl(V4).as_str(), sysctl(V6).as_str()), ("1", "1"));
+        assert_eq!(sync(true, false), Guards { forward4: true, forward6: false });
+        assert!(both("1", "0"));
+        assert_eq!(sync(true, true), Guards { forward4: true, forward6: true });
+        assert_eq!(sync(true, true), Guards { forward4: true, forward6: true }, "still weft's");
+        assert!(both("1", "1"));
+        assert_eq!(sync(true, false), Guards { forward4: true, forward6: false });
+        assert!(both("1", "0"), "IPv6 forwarding outlived the last IPv6 network");
+        assert_eq!(sync(false, false), Guards::default());
+        assert!(both("0", "0"));
+        // On before weft: not weft's, so neither guarded nor turned off.
+        set_sysctl(V4, "1");
+        assert_eq!(sync(true, true), Guards { forward4: false, forward6: true });
+        assert_eq!(sync(false, false), Guards::default());
+        assert!(both("1", "0"));
     });
+    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!((sysctl(V4), sysctl(V6)), outside);
-}
-
-/// `cargo test -p weft-firewall --test table -- --ignored --nocapture`
-#[test]
-#[ignore = "timing report, not a check"]
-fn apply_timing() {
-    sandbox(|| {
-        let fw = Firewall::new();
-        for n in [2, 50] {
-            let nets: Vec<NetRules> = (0..n).map(|i| net(i, i % 5 == 0, i % 2 == 0)).collect();
-            let mut ms: Vec<f64> = (0..20)
-                .map(|_| {
-                    let t = Instant::now();
-                    fw.apply(&nets).unwrap();
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .collect();
-            ms.sort_by(f64::total_cmp);
-            println!(
-                "apply() with {n} networks: median {:.2} ms, min {:.2}, max {:.2}",
-                ms[10], ms[0], ms[19]
-            );
-        }
-    });
 }

@@ -1,6 +1,8 @@
 //! Published ports: a host port (or range) forwarded to a container port,
-//! as `--publish [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/PROTO]`
-//! writes it and CNI's `portMappings` capability carries it.
+//! as `--publish [[HOST_IP:][HOST_PORT[-END]]:]CONTAINER_PORT[-END][/PROTO]`
+//! writes it (docker's forms) and CNI's `portMappings` capability carries
+//! it. Without a host port (`-p 80`, `-p 127.0.0.1::80`) the mapping is
+//! "dynamic": host port 0 until the attach chooses a free one.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -74,16 +76,25 @@ impl PortMapping {
         }
     }
 
+    /// No host port given: the attach chooses one (`-p 80`).
+    pub fn is_dynamic(&self) -> bool {
+        self.host_port == 0 && self.host_port_end == 0
+    }
+
     /// Checks ports and range lengths.
     pub fn check(&self) -> Result<(), ModelError> {
         let bad = |why| Err(ModelError::BadPort(self.to_string(), why));
-        if self.host_port == 0 || self.container_port == 0 {
+        if (self.host_port == 0 && !self.is_dynamic()) || self.container_port == 0 {
             return bad("port 0 cannot be published");
         }
-        if self.host_port_end < self.host_port || self.container_port_end < self.container_port {
+        if self.container_port_end < self.container_port
+            || (!self.is_dynamic() && self.host_port_end < self.host_port)
+        {
             return bad("a range must go from low to high");
         }
-        if self.host_port_end - self.host_port != self.container_port_end - self.container_port {
+        if !self.is_dynamic()
+            && self.host_port_end - self.host_port != self.container_port_end - self.container_port
+        {
             return bad("the host and container ranges must have the same length");
         }
         if let Some(ip) = self.host_ip {
@@ -96,7 +107,7 @@ impl PortMapping {
 
     /// Number of ports in the range.
     pub fn len(&self) -> u32 {
-        u32::from(self.host_port_end - self.host_port) + 1
+        u32::from(self.container_port_end - self.container_port) + 1
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,6 +137,9 @@ impl PortMapping {
     /// Whether both would catch some of the same packets: same protocol,
     /// overlapping ports, and host addresses that can coincide.
     pub fn overlaps(&self, other: &PortMapping) -> bool {
+        if self.is_dynamic() || other.is_dynamic() {
+            return false;
+        }
         if self.protocol != other.protocol
             || self.host_port > other.host_port_end
             || other.host_port > self.host_port_end
@@ -140,8 +154,9 @@ impl PortMapping {
     }
 }
 
-/// `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/PROTO]` (IPv6 host
-/// addresses in brackets: `[::1]:8080:80`).
+/// `[[HOST_IP:][HOST_PORT[-END]]:]CONTAINER_PORT[-END][/PROTO]` (IPv6 host
+/// addresses in brackets: `[::1]:8080:80`); an empty or absent host port
+/// is dynamic.
 impl FromStr for PortMapping {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<PortMapping, ModelError> {
@@ -158,6 +173,7 @@ impl FromStr for PortMapping {
             (Some(ip.parse().map_err(|_| bad("invalid host address"))?), rest)
         } else {
             match spec.matches(':').count() {
+                0 => (None, spec),
                 1 => (None, spec),
                 2 => {
                     let (ip, rest) = spec.split_once(':').expect("two colons");
@@ -166,12 +182,20 @@ impl FromStr for PortMapping {
                 _ => return Err(bad("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]")),
             }
         };
-        let (host, container) = rest
-            .split_once(':')
-            .ok_or_else(|| bad("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]"))?;
+        let (host, container) = match rest.split_once(':') {
+            Some((h, c)) => (h, c),
+            None if host_ip.is_none() => ("", rest),
+            None => return Err(bad("expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]")),
+        };
         let range = |r: &str| -> Result<(u16, u16), ModelError> {
-            let port =
-                |p: &str| p.trim().parse::<u16>().map_err(|_| bad("ports are numbers 1-65535"));
+            let port = |p: &str| match p.trim().parse::<u16>() {
+                Ok(0) => Err(bad("port 0 cannot be published")),
+                Ok(n) => Ok(n),
+                Err(_) => Err(bad("ports are numbers 1-65535")),
+            };
+            if r.is_empty() {
+                return Ok((0, 0));
+            }
             match r.split_once('-') {
                 Some((a, b)) => Ok((port(a)?, port(b)?)),
                 None => port(r).map(|p| (p, p)),
@@ -179,6 +203,9 @@ impl FromStr for PortMapping {
         };
         let (host_port, host_port_end) = range(host)?;
         let (container_port, container_port_end) = range(container)?;
+        if container_port == 0 {
+            return Err(bad("the container port is missing"));
+        }
         let m = PortMapping {
             protocol,
             host_ip,
@@ -207,8 +234,12 @@ impl fmt::Display for PortMapping {
                 write!(f, "{a}-{b}")
             }
         };
-        range(f, self.host_port, self.host_port_end)?;
-        f.write_str(":")?;
+        if !self.is_dynamic() {
+            range(f, self.host_port, self.host_port_end)?;
+        }
+        if self.host_ip.is_some() || !self.is_dynamic() {
+            f.write_str(":")?;
+        }
         range(f, self.container_port, self.container_port_end)?;
         write!(f, "/{}", self.protocol)
     }
@@ -269,17 +300,30 @@ mod tests {
             "53:5353/udp",
             "127.0.0.1:8000-8009:9000-9009/sctp",
             "[fd00::1]:443:8443/tcp",
+            "80/tcp",
+            "127.0.0.1::80/tcp",
+            "[::1]::80-81/udp",
         ] {
             let m = p(s);
             assert_eq!(p(&m.to_string()), m, "{s}");
         }
         assert_eq!(p("8080:80").to_string(), "8080:80/tcp");
+        // docker's forms without a host port: chosen at attach.
+        let d = p("80");
+        assert!(d.is_dynamic() && d.container_port == 80 && d.host_ip.is_none());
+        let d = p("127.0.0.1::53/udp");
+        assert!(d.is_dynamic() && d.host_ip.is_some() && d.protocol == Proto::Udp);
+        assert_eq!(p("90-99").len(), 10);
+        assert_eq!(p(":80"), p("80"));
+        assert!(!p("80").overlaps(&p("80")));
     }
 
     #[test]
     fn refuses_bad_forms() {
         for s in [
-            "80",
+            "",
+            "/tcp",
+            "8080:",
             "0:80",
             "80:0",
             "70000:80",

@@ -74,7 +74,6 @@ fn main() {
         Some(b) => EtcdServer::start_in(b),
         None => EtcdServer::start(),
     };
-    let Some(etcd) = etcd else { return };
     let cfg: EtcdConfig = etcd.config();
     println!("etcd {} (data under {}), N = {n}", etcd.url, etcd.dir().display());
 

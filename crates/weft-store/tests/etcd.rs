@@ -21,7 +21,7 @@ use weft_store::{EndpointRequest, EtcdConfig, EtcdStore, Store, StoreError};
 
 #[test]
 fn networks_follow_the_single_host_rules() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let s = EtcdStore::connect(&etcd.config(), "a").unwrap();
     let front = s.create_network(&spec("front", "10.1.0.0/16"), &[], 7).unwrap();
     assert_eq!(front.gateway, Ipv4Addr::new(10, 1, 0, 1));
@@ -86,7 +86,7 @@ fn networks_follow_the_single_host_rules() {
 
 #[test]
 fn concurrent_overlapping_creates_exactly_one_wins() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let cfg = etcd.config();
     for round in 0..8u8 {
         let start = Arc::new(Barrier::new(2));
@@ -113,7 +113,7 @@ fn concurrent_overlapping_creates_exactly_one_wins() {
 
 #[test]
 fn network_removal_and_attach_do_not_race() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -150,7 +150,7 @@ fn network_removal_and_attach_do_not_race() {
 #[test]
 fn etcd_prefix_compare_holds_only_for_an_empty_range() {
     use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     rt().block_on(async {
         let mut c = etcd_client::Client::connect([&etcd.url], None).await.unwrap();
         let empty = || {
@@ -166,7 +166,7 @@ fn etcd_prefix_compare_holds_only_for_an_empty_range() {
 
 #[test]
 fn endpoints_need_a_registered_node() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let s = EtcdStore::connect(&etcd.config(), "a").unwrap();
     s.create_network(&spec("net", "10.5.0.0/24"), &[], 0).unwrap();
     let err = s.reserve_endpoint(&req("net", "c1")).unwrap_err();
@@ -182,7 +182,7 @@ fn endpoints_need_a_registered_node() {
 
 #[test]
 fn endpoints_follow_the_single_host_rules() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let Host { store: s, lease } = host(&cfg, &rt, &cluster, "a");
@@ -272,7 +272,7 @@ fn endpoints_follow_the_single_host_rules() {
 
 #[test]
 fn dual_stack_addresses_mirror_and_avoid_taken_ones() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let s = host(&cfg, &rt, &cluster, "a").store;
@@ -303,7 +303,7 @@ const PER_HOST: usize = 50;
 
 #[test]
 fn two_hosts_attaching_at_once_never_share_an_address() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     EtcdStore::connect(&cfg, "a")
@@ -358,7 +358,7 @@ fn two_hosts_attaching_at_once_never_share_an_address() {
 
 #[test]
 fn mac_of_the_request_is_unique_per_network_only() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let s = host(&cfg, &rt, &cluster, "a").store;
@@ -371,7 +371,7 @@ fn mac_of_the_request_is_unique_per_network_only() {
 
 #[test]
 fn host_ports_clash_only_on_the_same_host() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -410,7 +410,7 @@ fn host_ports_clash_only_on_the_same_host() {
 
 #[test]
 fn set_ready_after_someone_else_rewrote_the_record() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let first = host(&cfg, &rt, &cluster, "a").store;

@@ -18,7 +18,7 @@ use weft_store::{EtcdStore, Store, StoreError};
 /// gone), but its endpoints, claims and blocks stay until it is reaped.
 #[test]
 fn a_host_whose_lease_lapsed_keeps_its_addresses_until_reaped() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -63,7 +63,7 @@ fn a_host_whose_lease_lapsed_keeps_its_addresses_until_reaped() {
 
 #[test]
 fn lease_expiry_without_renewal_makes_the_node_unreachable_not_gone() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let lease = rt.block_on(cluster.register_node(&node("a"), 1)).unwrap();
@@ -87,7 +87,7 @@ fn lease_expiry_without_renewal_makes_the_node_unreachable_not_gone() {
 
 #[test]
 fn nodes_register_renew_and_reuse_their_lease() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     rt.block_on(async {
         let cluster = Cluster::connect(&cfg).await.unwrap();
@@ -119,7 +119,7 @@ fn nodes_register_renew_and_reuse_their_lease() {
 
 #[test]
 fn reap_removes_what_a_vanished_node_left() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let a = host(&cfg, &rt, &cluster, "a");
@@ -154,7 +154,7 @@ fn reap_removes_what_a_vanished_node_left() {
 
 #[test]
 fn watch_sees_every_change_in_order() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
     let s = EtcdStore::connect(&cfg, "a").unwrap();
@@ -195,7 +195,7 @@ fn watch_sees_every_change_in_order() {
 
 #[test]
 fn watching_compacted_history_says_so() {
-    let Some(etcd) = EtcdServer::start() else { return };
+    let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let s = EtcdStore::connect(&cfg, "a").unwrap();
     for i in 0..3u8 {

@@ -5,54 +5,158 @@ mod commands;
 mod config;
 mod daemon;
 mod diagnose;
+mod docker;
 mod ops;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// `weft --version`: the release, then which commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WEFT_BUILD_INFO"), ")");
+
+/// Options every command takes; `weft --help` lists them, a command's own
+/// help leaves them out (as docker and podman do).
+const GLOBAL: &str = "Global options";
+const CLUSTER: &str = "Cluster options (global)";
 
 #[derive(Parser)]
 #[command(
     name = "weft",
-    version,
-    about = "Container networks for Linux: bridges, veth pairs, IPAM, NAT, isolation"
+    version = VERSION,
+    about = "Container networks for Linux: bridges, veth pairs, IPAM, NAT, isolation",
+    after_help = "Run 'weft COMMAND --help' for more on a command. Every command takes the \
+                  global options above."
 )]
-struct Cli {
+pub struct Cli {
     /// Where weft keeps its state (an embedded database).
-    #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft")]
+    #[arg(long, global = true, env = "WEFT_STATE_DIR", default_value = "/var/lib/weft",
+          value_name = "DIR", help_heading = GLOBAL)]
     state_dir: PathBuf,
     /// etcd endpoints of the cluster store (comma-separated); without it weft
     /// manages this host alone with its embedded store.
-    #[arg(long, global = true, env = "WEFT_ETCD", value_delimiter = ',')]
+    #[arg(long, global = true, env = "WEFT_ETCD", value_delimiter = ',', value_name = "URLS",
+          help_heading = CLUSTER)]
     etcd: Vec<String>,
     /// This host's name in the cluster (default: the hostname).
-    #[arg(long, global = true, env = "WEFT_NODE")]
+    #[arg(long, global = true, env = "WEFT_NODE", help_heading = CLUSTER)]
     node: Option<String>,
     /// CA certificate to verify etcd's TLS certificate.
-    #[arg(long, global = true, env = "WEFT_ETCD_CA")]
+    #[arg(long, global = true, env = "WEFT_ETCD_CA", value_name = "FILE", help_heading = CLUSTER)]
     etcd_ca: Option<PathBuf>,
     /// Client certificate for etcd (with --etcd-key).
-    #[arg(long, global = true, env = "WEFT_ETCD_CERT", requires = "etcd_key")]
+    #[arg(long, global = true, env = "WEFT_ETCD_CERT", requires = "etcd_key",
+          value_name = "FILE", help_heading = CLUSTER)]
     etcd_cert: Option<PathBuf>,
     /// Client key for etcd.
-    #[arg(long, global = true, env = "WEFT_ETCD_KEY", requires = "etcd_cert")]
+    #[arg(long, global = true, env = "WEFT_ETCD_KEY", requires = "etcd_cert",
+          value_name = "FILE", help_heading = CLUSTER)]
     etcd_key: Option<PathBuf>,
     /// User for etcd's authentication; the password comes from
     /// WEFT_ETCD_PASSWORD (or etcd_password in the config file), never
     /// from the command line.
-    #[arg(long, global = true, env = "WEFT_ETCD_USER")]
+    #[arg(long, global = true, env = "WEFT_ETCD_USER", value_name = "USER", help_heading = CLUSTER)]
     etcd_user: Option<String>,
-    /// Config file with defaults for the options above (`key = value` lines:
-    /// etcd, node, etcd_ca, etcd_cert, etcd_key, etcd_user, etcd_password).
-    #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.conf")]
+    /// Config file with defaults for the cluster options (`key = value`
+    /// lines: etcd, node, etcd_ca, etcd_cert, etcd_key, etcd_user,
+    /// etcd_password).
+    #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.conf",
+          value_name = "FILE", help_heading = GLOBAL)]
     config: PathBuf,
     /// Log what weft does to stderr (-vv for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     #[command(subcommand)]
     command: commands::Command,
+}
+
+/// The command line parser: global options hidden from every command's
+/// own help (they are in `weft --help`), still accepted everywhere.
+pub fn cli_command() -> clap::Command {
+    without_globals_in_commands(Cli::command())
+}
+
+/// The parser as the man pages show it: no `help` command.
+pub fn man_command() -> clap::Command {
+    without_globals_in_commands(Cli::command().disable_help_subcommand(true))
+}
+
+fn without_globals_in_commands(cmd: clap::Command) -> clap::Command {
+    fn hide_globals(cmd: clap::Command, top: bool) -> clap::Command {
+        let cmd = if top {
+            cmd
+        } else {
+            cmd.mut_args(|a| {
+                let global = matches!(
+                    a.get_help_heading(),
+                    Some(h) if h == GLOBAL || h == CLUSTER
+                );
+                if global {
+                    a.hide(true)
+                } else {
+                    a
+                }
+            })
+        };
+        cmd.mut_subcommands(|s| hide_globals(s, false))
+    }
+    // Global options reach the subcommands when the parser is built.
+    let mut cmd = cmd;
+    cmd.build();
+    hide_globals(cmd, true)
+}
+
+/// Parses the command line. Help and version go to stdout; an argument
+/// error is one `weft: error:` line (clap's tip folded into it) and exit 2.
+fn parse_args() -> Result<Cli, ExitCode> {
+    let mut cmd = cli_command();
+    let parsed = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    match parsed {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
+                let _ = e.print();
+                return Err(ExitCode::SUCCESS);
+            }
+            if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return Err(ExitCode::from(2));
+            }
+            eprintln!("weft: error: {}", usage_error_line(&e.render().to_string()));
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// clap's several-line error as one line: the message, its tip, and where
+/// to read more.
+fn usage_error_line(rendered: &str) -> String {
+    let mut msg = String::new();
+    let mut usage = None;
+    for l in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(m) = l.strip_prefix("error: ") {
+            msg = m.trim_end_matches(':').to_string();
+        } else if let Some(t) = l.strip_prefix("tip: ") {
+            msg.push_str(&format!(" ({t})"));
+        } else if let Some(u) = l.strip_prefix("Usage: ") {
+            usage = u.split(" [OPTIONS]").next().map(|u| u.split(" <").next().unwrap_or(u));
+            usage = usage.map(|u| u.split(" [").next().unwrap_or(u));
+        } else if usage.is_none() && !l.starts_with("For more information") {
+            // The missing arguments, one per line under the message.
+            let sep = if msg.ends_with("provided") { ": " } else { ", " };
+            msg.push_str(sep);
+            msg.push_str(l);
+        }
+    }
+    match usage {
+        Some(u) => format!("{msg}; see '{} --help'", u.trim()),
+        None => msg,
+    }
 }
 
 fn main() -> ExitCode {
@@ -64,8 +168,20 @@ fn main() -> ExitCode {
     if let Some(code) = daemon::client::forward() {
         return code;
     }
-    let cli = Cli::parse();
-    init_logs(cli.verbose);
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    // Foreground services say what they do by default, as dockerd does.
+    let base = if cli.command.long_running() { 1 } else { 0 };
+    if !cli.command.long_running() {
+        // `weft endpoint ls | head` ends quietly when head is done, as other
+        // CLIs do; services keep ignoring SIGPIPE (a client that hung up
+        // must not stop them).
+        // SAFETY: restoring a signal's default action has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    init_logs(cli.verbose + base);
     let setup = config::Cluster::resolve(
         &cli.config,
         config::Flags {
@@ -90,7 +206,7 @@ fn main() -> ExitCode {
 }
 
 /// One line: the outermost context first, then its causes.
-fn error_line(e: &anyhow::Error) -> String {
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     format!("weft: error: {}", msg.join(": "))
 }

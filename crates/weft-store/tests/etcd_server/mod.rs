@@ -31,38 +31,32 @@ pub struct Tls {
 }
 
 impl EtcdServer {
-    /// None, after a notice, when etcd is not installed.
-    pub fn start() -> Option<EtcdServer> {
+    /// Fails the test, naming the package, when etcd is not installed.
+    pub fn start() -> EtcdServer {
         Self::start_with(None)
     }
 
     /// Like [`EtcdServer::start`], with the data directory under `base`
     /// (a disk, to measure what fsync costs).
-    pub fn start_in(base: &Path) -> Option<EtcdServer> {
-        // A missing etcd fails the test: it must not pass untested.
-        assert!(
-            Path::new(ETCD).exists(),
-            "{ETCD} is not installed: install the etcd-server package"
-        );
-        (0..5).find_map(|_| Self::try_start(None, Some(base)))
+    pub fn start_in(base: &Path) -> EtcdServer {
+        require_etcd();
+        (0..5)
+            .find_map(|_| Self::try_start(None, Some(base)))
+            .expect("etcd did not start after 5 tries")
     }
 
     /// Requires client certificates signed by `server.ca`; `client` is one.
-    pub fn start_tls(server: &Tls, client: &Tls) -> Option<EtcdServer> {
+    pub fn start_tls(server: &Tls, client: &Tls) -> EtcdServer {
         Self::start_with(Some((server, client)))
     }
 
-    fn start_with(tls: Option<(&Tls, &Tls)>) -> Option<EtcdServer> {
-        // A missing etcd fails the test: it must not pass untested.
-        assert!(
-            Path::new(ETCD).exists(),
-            "{ETCD} is not installed: install the etcd-server package"
-        );
+    fn start_with(tls: Option<(&Tls, &Tls)>) -> EtcdServer {
+        require_etcd();
         // A port picked here may be taken by someone else before etcd binds
         // it; then etcd exits and we try other ports.
         for _ in 0..5 {
             if let Some(s) = Self::try_start(tls, None) {
-                return Some(s);
+                return s;
             }
         }
         panic!("etcd did not start after 5 tries");
@@ -132,6 +126,15 @@ impl Drop for EtcdServer {
     }
 }
 
+/// A test that needs etcd fails, naming the package, where it is missing:
+/// a test that passes without running proves nothing.
+pub fn require_etcd() {
+    assert!(
+        Path::new(ETCD).exists(),
+        "{ETCD} is not installed: apt-get install etcd-server (or run scripts/deps --test)"
+    );
+}
+
 /// Two distinct ports nothing listens on right now.
 pub fn free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -167,27 +170,27 @@ fn healthy_tls(url: &str, client: &Tls) -> bool {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .unwrap_or_else(|e| {
+            panic!("etcdctl: {e}: apt-get install etcd-client (or scripts/deps --test)")
+        })
+        .success()
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made
-/// with the openssl command; None if it is missing.
-pub fn make_tls(dir: &Path) -> Option<Tls> {
+/// with the openssl command (the test fails, naming the package, without it).
+pub fn make_tls(dir: &Path) -> Tls {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(dir).output();
         match out {
             Ok(o) if o.status.success() => true,
             Ok(o) => panic!("openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr)),
-            Err(_) => false,
+            Err(e) => panic!("openssl: {e}: apt-get install openssl (or run scripts/deps --test)"),
         }
     };
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
     let ca = [&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.pem"]].concat();
     let ca = [&ca[..], &["-days", "2", "-subj", "/CN=weft-test-ca"]].concat();
-    if !openssl(&ca) {
-        eprintln!("skipping: no openssl command to make test certificates");
-        return None;
-    }
+    openssl(&ca);
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
@@ -218,7 +221,7 @@ pub fn make_tls(dir: &Path) -> Option<Tls> {
             &ext,
         ]);
     }
-    Some(Tls { ca: dir.join("ca.pem"), cert: dir.join("client.pem"), key: dir.join("client.key") })
+    Tls { ca: dir.join("ca.pem"), cert: dir.join("client.pem"), key: dir.join("client.key") }
 }
 
 /// Server side of [`make_tls`]'s material.

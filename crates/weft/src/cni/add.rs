@@ -43,7 +43,7 @@ pub fn add(
                 network: net.name.clone(),
                 container: inv.container_id.clone(),
                 netns: NetnsRef::Path(PathBuf::from(&inv.netns)),
-                ifname: inv.ifname.clone(),
+                ifname: Some(inv.ifname.clone()),
                 ip: ips.iter().find_map(|ip| match ip {
                     IpAddr::V4(a) => Some(*a),
                     _ => None,

@@ -11,8 +11,10 @@ use crate::output;
 
 #[derive(Args)]
 pub struct Attach {
+    /// The network to plug the container into.
     network: String,
-    /// Container name or id.
+    /// Container name or id (its namespace: /var/run/netns/CONTAINER unless
+    /// --netns or --pid says otherwise).
     container: String,
     /// Path of the container's network namespace (default: /var/run/netns/CONTAINER).
     #[arg(long, conflicts_with = "pid")]
@@ -20,9 +22,9 @@ pub struct Attach {
     /// A process in the container; its network namespace is used.
     #[arg(long)]
     pid: Option<u32>,
-    /// Interface name inside the container.
-    #[arg(long, default_value = "eth0")]
-    ifname: String,
+    /// Interface name inside the container (default: the first free ethN).
+    #[arg(long)]
+    ifname: Option<String>,
     /// IPv4 address to use instead of the next free one.
     #[arg(long)]
     ip: Option<Ipv4Addr>,
@@ -32,13 +34,15 @@ pub struct Attach {
     /// MAC address (default: derived from network, container and ifname).
     #[arg(long)]
     mac: Option<Mac>,
-    /// Forward a host port (or range) to the container:
-    /// [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp|/sctp]. Repeatable.
+    /// Forward a host port (or range) to the container, as docker does:
+    /// [[HOST_IP:][HOST_PORT[-END]]:]CONTAINER_PORT[-END][/tcp|/udp|/sctp];
+    /// without HOST_PORT a free one is chosen (shown in the output). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     publish: Vec<PortMapping>,
     /// Another DNS name for the container on this network. Repeatable.
     #[arg(long = "alias", value_name = "NAME")]
     aliases: Vec<String>,
+    /// Print the endpoint as JSON (with the network's DNS servers).
     #[arg(long)]
     json: bool,
 }
@@ -86,12 +90,16 @@ impl Attach {
                 aliases: self.aliases,
             },
         )?;
+        let view = output::EndpointView { ep, gone: false };
         if self.json {
-            let mut v = serde_json::to_value(&ep)?;
+            let mut v = view.value();
             v["dns"] = serde_json::json!({ "nameservers": net.nameservers() });
+            if let Some(pid) = self.pid {
+                v["pid"] = pid.into();
+            }
             output::json(&v)
         } else {
-            output::endpoint_table(std::slice::from_ref(&ep));
+            output::endpoint_table(std::slice::from_ref(&view));
             Ok(())
         }
     }

@@ -120,7 +120,7 @@ fn run_demo(state_dir: &std::path::Path, keep_going: bool) -> Result<()> {
                 network: "demo".into(),
                 container: name.into(),
                 netns: NetnsRef::Path(ns_path(f)),
-                ifname: "eth0".into(),
+                ifname: Some("eth0".into()),
                 ip: None,
                 ip6: None,
                 mac: None,

@@ -8,6 +8,7 @@ use crate::output;
 
 #[derive(Args)]
 pub struct Detach {
+    /// The network to unplug the container from.
     network: String,
     /// Container name or id.
     container: String,
@@ -24,7 +25,13 @@ impl Detach {
     /// Runs with an open context (the daemon keeps its contexts open).
     pub fn run_with(self, ctx: &mut Context) -> Result<()> {
         for ep in endpoint::detach(ctx, &self.network, &self.container, self.ifname.as_deref())? {
-            output::line(&format!("{} {} {}", ep.container, ep.network, ep.address.addr()));
+            output::line(&format!(
+                "detached {} from {} ({} {} released)",
+                ep.container,
+                ep.network,
+                ep.ifname,
+                ep.address.addr()
+            ));
         }
         Ok(())
     }

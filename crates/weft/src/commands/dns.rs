@@ -39,9 +39,16 @@ impl Dns {
         }
         let upstreams = self.upstreams()?;
         let store = SqliteStore::open(state_dir)?;
-        let (tx, rx) = tokio::sync::watch::channel(Arc::new(zone(&store)?));
+        let z = zone(&store)?;
+        tracing::info!(
+            "weft dns starting: port {} on {} gateway address(es), upstream resolvers \
+             {upstreams:?}",
+            self.port,
+            z.listen.len(),
+        );
+        exit_on_signal();
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(z));
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        tracing::info!("upstream resolvers: {upstreams:?}");
         let poll = Duration::from_millis(self.poll_ms.max(1));
         std::thread::Builder::new().name("store-watch".into()).spawn(move || {
             if let Err(e) = follow(&store, &tx, poll) {
@@ -50,6 +57,7 @@ impl Dns {
             }
         })?;
         rt.block_on(weft_dns::serve(Config { port: self.port, upstreams }, rx));
+        tracing::info!("weft dns stopped");
         Ok(())
     }
 
@@ -75,6 +83,30 @@ pub fn parse_upstreams(given: &[String]) -> Result<Vec<SocketAddr>> {
         .collect()
 }
 
+/// SIGTERM and SIGINT end `weft dns` with a log line saying so. They are
+/// blocked in every thread (set before any is started) and taken by one
+/// that waits for them.
+fn exit_on_signal() {
+    // SAFETY: sigset_t is plain data that sigemptyset initialises.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; blocking signals has no other effect.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` and `sig` are valid for the call.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            let name = if sig == libc::SIGTERM { "SIGTERM" } else { "SIGINT" };
+            tracing::info!("weft dns: {name} received, exiting");
+            std::process::exit(0);
+        }
+    });
+}
+
 fn zone(store: &SqliteStore) -> Result<Zone> {
     Ok(Zone::build(&store.networks()?, &store.endpoints(None)?))
 }
@@ -94,6 +126,7 @@ fn follow(
         }
         seen = now;
         let z = zone(store)?;
+        tracing::debug!("store changed: zone rebuilt");
         if **tx.borrow() != z && tx.send(Arc::new(z)).is_err() {
             return Ok(());
         }

@@ -15,8 +15,9 @@ pub enum EndpointCommand {
 #[derive(Args)]
 pub struct Ls {
     /// Only endpoints of this network.
-    #[arg(long)]
+    #[arg(long, value_name = "NETWORK")]
     network: Option<String>,
+    /// Print JSON (stable field names) instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -24,13 +25,14 @@ pub struct Ls {
 impl EndpointCommand {
     pub fn run(self, state_dir: &Path) -> Result<()> {
         let EndpointCommand::Ls(c) = self;
-        let ctx = Context::open(state_dir)?;
+        let mut ctx = Context::open(state_dir)?;
         if let Some(n) = &c.network {
             if ctx.store.network(n)?.is_none() {
-                bail!("network {n} does not exist");
+                bail!("{}", crate::ops::network::missing(&ctx, n, None)?);
             }
         }
         let eps = ctx.store.endpoints(c.network.as_deref())?;
+        let eps = output::endpoint_views(&mut ctx, eps);
         if c.json {
             output::json(&eps)
         } else {

@@ -8,6 +8,7 @@ use crate::output;
 
 #[derive(Args)]
 pub struct Gc {
+    /// Print what was repaired as JSON.
     #[arg(long)]
     json: bool,
     /// Record in this store every weft network and live container the
@@ -51,14 +52,10 @@ impl Gc {
         show("deleted veth", &report.veths);
         show("deleted bridge", &report.bridges);
         show("rebuilt network", &report.repaired);
+        show("rebuilt firewall", &report.firewall);
         show("adopted", &report.adopted);
         show("CONFLICT", &report.conflicts);
-        let n = report.adopted.len()
-            + report.endpoints.len()
-            + report.veths.len()
-            + report.bridges.len()
-            + report.repaired.len();
-        println!("gc: {n} repair(s)");
+        println!("gc: {} repair(s)", report.count());
         conflicts
     }
 }

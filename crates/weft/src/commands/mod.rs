@@ -2,10 +2,12 @@
 
 mod agent;
 mod attach;
+mod completion;
 mod daemon;
 mod demo;
 mod detach;
 mod dns;
+mod docker_plugin;
 mod endpoint;
 mod explain;
 mod firewall;
@@ -43,6 +45,11 @@ pub enum Command {
     /// state directory, which saves each one the cost of opening the store,
     /// and runs them itself when there is none.
     Daemon(daemon::Daemon),
+    /// Serve Docker's networks (libnetwork remote network and IPAM driver).
+    ///
+    /// Long-running; dockerd finds it by its socket
+    /// (`docker network create -d weft --ipam-driver weft NET`).
+    DockerPlugin(docker_plugin::DockerPlugin),
     /// Run the per-host agent of a cluster (overlay networks).
     Agent(agent::Agent),
     /// Hosts of the cluster.
@@ -59,9 +66,20 @@ pub enum Command {
     /// weft's nftables table: rebuild it from the store, or show it.
     #[command(subcommand)]
     Firewall(firewall::FirewallCommand),
+    /// Print a shell completion script (e.g. `weft completion bash >
+    /// /etc/bash_completion.d/weft`).
+    Completion(completion::Completion),
+    /// Write the man pages into a directory (used by `make install`).
+    #[command(hide = true)]
+    Man(completion::Man),
 }
 
 impl Command {
+    /// A service that runs in the foreground until stopped.
+    pub fn long_running(&self) -> bool {
+        matches!(self, Command::Daemon(_) | Command::Agent(_) | Command::Dns(_))
+    }
+
     pub fn run(self, state_dir: &Path) -> Result<()> {
         match self {
             Command::Network(c) => c.run(state_dir),
@@ -71,12 +89,15 @@ impl Command {
             Command::Gc(c) => c.run(state_dir),
             Command::Agent(c) => c.run(state_dir),
             Command::Daemon(c) => c.run(state_dir),
+            Command::DockerPlugin(c) => c.run(state_dir),
             Command::Node(c) => c.run(state_dir),
             Command::Demo(c) => c.run(),
             Command::Topology(c) => c.run(state_dir),
             Command::Explain(c) => c.run(state_dir),
             Command::Firewall(c) => c.run(state_dir),
             Command::Dns(c) => c.run(state_dir),
+            Command::Completion(c) => c.run(),
+            Command::Man(c) => c.run(),
         }
     }
 }

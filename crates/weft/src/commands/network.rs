@@ -23,6 +23,7 @@ pub enum NetworkCommand {
 
 #[derive(Args)]
 pub struct Create {
+    /// Name of the new network.
     name: String,
     /// IPv4 subnet, e.g. 172.30.0.0/16 (default: first free /24 of 10.89.0.0/16).
     #[arg(long)]
@@ -51,6 +52,7 @@ pub struct Create {
     /// VXLAN network identifier of an overlay network (default: derived from the name).
     #[arg(long)]
     vni: Option<u32>,
+    /// Print the network as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -63,19 +65,23 @@ enum DriverArg {
 
 #[derive(Args)]
 pub struct Ls {
+    /// Print JSON (stable field names) instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct Inspect {
+    /// The network.
     name: String,
+    /// Print JSON (stable field names) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct Rm {
+    /// The network.
     name: String,
     /// Detach every container still on the network first.
     #[arg(long, short)]
@@ -106,21 +112,34 @@ impl NetworkCommand {
                 if c.json {
                     output::json(&output::NetworkView::new(&net, Vec::new()))
                 } else {
-                    println!("{}", net.name);
+                    let mut what = format!(
+                        "created network {}: subnet {}, gateway {}",
+                        net.name, net.subnet, net.gateway
+                    );
+                    if let (Some(s6), Some(g6)) = (net.subnet6, net.gateway6) {
+                        what.push_str(&format!(", subnet6 {s6}, gateway6 {g6}"));
+                    }
+                    what.push_str(&format!(", bridge {}", net.bridge));
+                    if net.internal {
+                        what.push_str(", internal");
+                    }
+                    println!("{what}");
                     Ok(())
                 }
             }
             NetworkCommand::Ls(c) => {
-                let ctx = Context::open(state_dir)?;
+                let mut ctx = Context::open(state_dir)?;
                 let nets = ctx.store.networks()?;
                 let eps = ctx.store.endpoints(None)?;
+                let mut eps = output::endpoint_views(&mut ctx, eps);
                 let views: Vec<output::NetworkView> = nets
                     .iter()
                     .map(|n| {
-                        output::NetworkView::new(
-                            n,
-                            eps.iter().filter(|e| e.network == n.name).cloned().collect(),
-                        )
+                        let (mine, rest) = std::mem::take(&mut eps)
+                            .into_iter()
+                            .partition(|e| e.ep.network == n.name);
+                        eps = rest;
+                        output::NetworkView::new(n, mine)
                     })
                     .collect();
                 if c.json {
@@ -131,11 +150,12 @@ impl NetworkCommand {
                 }
             }
             NetworkCommand::Inspect(c) => {
-                let ctx = Context::open(state_dir)?;
+                let mut ctx = Context::open(state_dir)?;
                 let Some(net) = ctx.store.network(&c.name)? else {
-                    bail!("network {} does not exist", c.name);
+                    bail!("{}", ops::network::missing(&ctx, &c.name, None)?);
                 };
-                let view = output::NetworkView::new(&net, ctx.store.endpoints(Some(&c.name))?);
+                let eps = ctx.store.endpoints(Some(&c.name))?;
+                let view = output::NetworkView::new(&net, output::endpoint_views(&mut ctx, eps));
                 if c.json {
                     output::json(&view)
                 } else {
@@ -145,8 +165,17 @@ impl NetworkCommand {
             }
             NetworkCommand::Rm(c) => {
                 let mut ctx = super::mutating(state_dir)?;
-                let net = ops::network::remove(&mut ctx, &c.name, c.force)?;
-                println!("{}", net.name);
+                let (net, detached) = ops::network::remove(&mut ctx, &c.name, c.force)?;
+                for ep in &detached {
+                    println!(
+                        "detached {} from {} ({} {})",
+                        ep.container,
+                        net.name,
+                        ep.ifname,
+                        ep.address.addr()
+                    );
+                }
+                println!("removed network {}", net.name);
                 Ok(())
             }
         }

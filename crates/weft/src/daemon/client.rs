@@ -2,7 +2,7 @@
 //! exactly as this process would. Runs before argument parsing, so a
 //! handed-over command costs this process little more than its start.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +11,14 @@ use std::time::Duration;
 use super::{net_ns, socket_path, FileId, Reply, Request, VERSION};
 use crate::ops::endpoint::NetnsRef;
 
-/// Longer than any attach waits for the store's lock (10 s).
+/// How long the daemon may take to accept and check a command (it may be
+/// busy with others). Past it the client leaves before saying `go`, so
+/// nothing was run, and runs the command itself.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After `go`: longer than any attach waits for the store's lock (10 s).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// A reply is a command's output: small, but not bounded by much.
+const MAX_REPLY: u64 = 16 << 20;
 
 /// Settings that make the command different from what the daemon runs:
 /// cluster settings, logs, test hooks.
@@ -134,32 +140,66 @@ fn send(
         container_ns,
         cni,
     };
-    let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-    stream.write_all(&body).map_err(|e| format!("send to daemon: {e}"))?;
-    stream.shutdown(std::net::Shutdown::Write).map_err(|e| format!("send to daemon: {e}"))?;
-    stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    if let Err(e) = stream.read_to_end(&mut answer) {
-        return Ok(lost(&format!("{e}")));
+    let mut body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+    body.push(b'\n');
+    // Until the daemon has our `go`, it runs nothing: any failure before
+    // is an Err (the command runs here instead, or is reported undone).
+    let not_taken =
+        |why: String| format!("the daemon did not take the command ({why}); nothing was run");
+    let set = |s: &UnixStream, t| {
+        s.set_read_timeout(Some(t))
+            .and_then(|()| s.set_write_timeout(Some(t)))
+            .map_err(|e| e.to_string())
+    };
+    set(&stream, READY_TIMEOUT)?;
+    stream.write_all(&body).map_err(|e| not_taken(format!("send: {e}")))?;
+    let mut reader = BufReader::new(&stream);
+    match read_reply(&mut reader) {
+        Ok(Reply::Ready) => {}
+        Ok(Reply::Declined { why }) => return Err(why),
+        Ok(Reply::Done { .. }) => return Err(not_taken("a reply out of turn".into())),
+        Err(why) => return Err(not_taken(why)),
     }
-    match serde_json::from_slice::<Reply>(&answer) {
+    (&stream).write_all(b"go\n").map_err(|e| not_taken(format!("send: {e}")))?;
+    set(&stream, REPLY_TIMEOUT)?;
+    match read_reply(&mut reader) {
         Ok(Reply::Done { code, stdout, stderr }) => {
             let _ = std::io::stdout().write_all(stdout.as_bytes());
             let _ = std::io::stderr().write_all(stderr.as_bytes());
             Ok(ExitCode::from(code))
         }
+        // It gave up waiting for our `go`: nothing was run.
         Ok(Reply::Declined { why }) => Err(why),
-        // The request was delivered: the daemon may have run part of it, so
-        // running it again here could double it.
-        Err(_) if answer.is_empty() => Ok(lost("it closed the connection without a reply")),
-        Err(e) => Ok(lost(&format!("unreadable reply: {e}"))),
+        Ok(Reply::Ready) => Ok(lost("a reply out of turn")),
+        // The command was handed over: the daemon may have run part or
+        // all of it, so running it again here could double it.
+        Err(why) => Ok(lost(&why)),
+    }
+}
+
+/// One reply line.
+fn read_reply(reader: &mut BufReader<&UnixStream>) -> Result<Reply, String> {
+    let mut line = Vec::new();
+    match reader.by_ref().take(MAX_REPLY).read_until(b'\n', &mut line) {
+        Ok(0) => Err("it closed the connection without a reply".into()),
+        Ok(_) => serde_json::from_slice(&line).map_err(|e| format!("unreadable reply: {e}")),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err("no reply in time".into())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
 fn lost(why: &str) -> ExitCode {
     eprintln!(
-        "weft: error: weft daemon failed during the command ({why}); \
-         `weft endpoint ls` shows what was done, `weft gc` repairs a half-done one"
+        "weft: error: the outcome is unknown: the weft daemon took the command but did not \
+         say how it ended ({why}); `weft endpoint ls` shows what was done, `weft gc` repairs \
+         a half-done one"
     );
     ExitCode::FAILURE
 }

@@ -17,10 +17,17 @@
 //! rather than running locally.
 //!
 //! Protocol: one connection per command on `STATE_DIR/weft.sock` (mode
-//! 0600); the client writes a JSON [`Request`] and shuts down its side,
-//! the daemon answers one JSON [`Reply`] and closes.
+//! 0600), one JSON document per line. The client sends its [`Request`];
+//! the daemon answers [`Reply::Declined`] (the client runs the command
+//! itself) or [`Reply::Ready`]; the client says `go`, and only then does
+//! the daemon run the command and answer [`Reply::Done`]. So a client
+//! that gives up before `go` (its timeout) knows nothing was run, and a
+//! client that said `go` and got no answer knows its outcome is unknown
+//! and says so. Each line has a size limit and a deadline (`conn.rs`):
+//! an idle or endless client holds up nobody.
 
 pub mod client;
+mod conn;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +83,8 @@ pub fn net_ns() -> u64 {
 
 #[derive(Serialize, Deserialize)]
 pub enum Reply {
+    /// Checked and ready to run: the client's `go` starts it.
+    Ready,
     /// The command ran: what it printed and its exit code.
     Done { code: u8, stdout: String, stderr: String },
     /// Not for the daemon; the client runs it itself.

@@ -1,7 +1,6 @@
-//! The daemon's side: accept a connection, check who sent what, run the
-//! command with a warm context, answer.
+//! The daemon's side: accept a connection, check who sent what, wait for
+//! the client's go-ahead, run the command with a warm context, answer.
 
-use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::{CommandFactory, FromArgMatches};
 
+use super::conn::{Conn, Got, LINE_TIMEOUT};
 use super::{net_ns, socket_path, FileId, Reply, Request};
 use crate::commands::Command;
 use crate::ops::{self, Context};
@@ -25,7 +25,13 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// A command, ready to run with a context.
-type Job = dyn FnOnce(&mut Context) -> Result<()>;
+type Job = dyn FnOnce(&mut Context) -> Result<()> + Send;
+
+/// A request that passed every check, waiting for its client's go-ahead.
+enum Prepared {
+    Command(Box<Job>),
+    Cni { inv: weft_cni::Invocation, config: String },
+}
 
 /// What every request is checked against.
 struct Daemon {
@@ -37,9 +43,12 @@ struct Daemon {
     /// a request takes one or opens one, and puts it back.
     idle: Mutex<Vec<Context>>,
     /// Requests being served by threads of their own (a stopping daemon's
-    /// backlog; the workers are waited for by joining): a stopping daemon
-    /// lets them finish, so a SIGTERM never leaves an attach half done.
-    busy: AtomicUsize,
+    /// backlog, slow clients; the workers are waited for by joining): a
+    /// stopping daemon lets them finish, so a SIGTERM never leaves an
+    /// attach half done.
+    busy: Arc<AtomicUsize>,
+    /// Of those, the threads waiting for a slow client.
+    slow: Arc<AtomicUsize>,
     /// weft's command line parser, built once: building it (every command,
     /// every option) cost more than parsing a line with it.
     parser: Mutex<clap::Command>,
@@ -52,6 +61,15 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// no thread is started per request. Requests beyond this many wait in the
 /// listen backlog (the kernel makes link changes one at a time anyway).
 const WORKERS: usize = 8;
+
+/// How long a worker waits for a client's line before handing the client
+/// to a thread of its own: a client writes each line at once, so only an
+/// idle or stalled one takes longer, and it must not hold a worker.
+const WORKER_PATIENCE: Duration = Duration::from_millis(50);
+
+/// Slow clients waited for at once; beyond this, one more is declined at
+/// once (nothing run; the CLI runs the command itself).
+const MAX_SLOW: usize = 64;
 
 pub fn run(state_dir: &Path) -> Result<()> {
     ops::context::require_net_admin()?;
@@ -87,14 +105,15 @@ pub fn run(state_dir: &Path) -> Result<()> {
         // SAFETY: geteuid cannot fail.
         uid: unsafe { libc::geteuid() },
         idle: Mutex::new(vec![first]),
-        busy: AtomicUsize::new(0),
+        busy: Arc::default(),
+        slow: Arc::default(),
         parser: Mutex::new(crate::Cli::command()),
     });
     let listener = Arc::new(listener);
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (daemon, listener) = (Arc::clone(&daemon), Arc::clone(&listener));
-            std::thread::spawn(move || daemon.work(&listener))
+            std::thread::spawn(move || Daemon::work(&daemon, &listener))
         })
         .collect();
     eprintln!("weft daemon: serving {}", sock.display());
@@ -114,7 +133,7 @@ pub fn run(state_dir: &Path) -> Result<()> {
             std::thread::sleep(Duration::from_millis(20));
         }
         while let Ok((stream, _)) = listener.accept() {
-            Arc::clone(&daemon).spawn(stream);
+            daemon.spawn(stream);
         }
     }
     // Wakes the workers still waiting in accept (it fails with EINVAL); a
@@ -133,7 +152,7 @@ pub fn run(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-struct RemoveOnDrop(PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
@@ -142,7 +161,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// The uid of the process at the other end of a unix socket.
-fn peer_uid(stream: &UnixStream) -> Option<u32> {
+pub(crate) fn peer_uid(stream: &UnixStream) -> Option<u32> {
     let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `cred`.
@@ -158,10 +177,53 @@ fn peer_uid(stream: &UnixStream) -> Option<u32> {
     (rc == 0).then_some(cred.uid)
 }
 
+/// One of a number of threads, given back when dropped, also when the
+/// thread panics: a count that is never left too high stalls no shutdown.
+struct Count(Arc<AtomicUsize>);
+
+impl Count {
+    /// None if `max` are already counted.
+    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Count> {
+        if counter.fetch_add(1, Ordering::SeqCst) >= max {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Count(Arc::clone(counter)))
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Where a connection is served: a worker does not wait for a slow client
+/// (it hands it to a thread of its own); that thread waits up to the
+/// line's deadline.
+#[derive(Clone, Copy)]
+enum Seat {
+    Worker,
+    Own,
+}
+
+impl Seat {
+    fn patience(self) -> Duration {
+        match self {
+            Seat::Worker => WORKER_PATIENCE,
+            Seat::Own => LINE_TIMEOUT,
+        }
+    }
+}
+
+fn declined(why: &str) -> Reply {
+    Reply::Declined { why: why.to_string() }
+}
+
 impl Daemon {
     /// A worker thread: serves one connection after another until the
     /// daemon stops.
-    fn work(&self, listener: &UnixListener) {
+    fn work(self: &Arc<Self>, listener: &UnixListener) {
         loop {
             match listener.accept() {
                 // A bug that panics in one request must not cost the
@@ -169,7 +231,7 @@ impl Daemon {
                 // without a reply, as it would from a dying thread.
                 Ok((stream, _)) => {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.serve(stream)
+                        self.serve(Conn::new(stream), Seat::Worker)
                     }));
                 }
                 Err(_) if STOP.load(Ordering::SeqCst) => return,
@@ -181,69 +243,137 @@ impl Daemon {
     }
 
     /// A thread for one connection (a stopping daemon's backlog).
-    fn spawn(self: Arc<Self>, stream: UnixStream) {
-        self.busy.fetch_add(1, Ordering::SeqCst);
-        std::thread::spawn(move || {
-            self.serve(stream);
-            self.busy.fetch_sub(1, Ordering::SeqCst);
+    fn spawn(self: &Arc<Self>, stream: UnixStream) {
+        let busy = Count::take(&self.busy, usize::MAX);
+        let daemon = Arc::clone(self);
+        // A panic ends the thread; dropping `busy` on the way out keeps
+        // the count right, so shutdown does not wait for it.
+        let _ = std::thread::Builder::new().spawn(move || {
+            let _busy = busy;
+            ops::failpoint::panic_once("daemon-drain");
+            daemon.serve(Conn::new(stream), Seat::Own);
         });
     }
 
-    fn serve(&self, mut stream: UnixStream) {
-        let reply = self.handle(&mut stream);
-        if let Ok(body) = serde_json::to_vec(&reply) {
-            let _ = stream.write_all(&body);
+    /// Continues with a slow client on a thread of its own; declines it
+    /// if too many are waited for already.
+    fn hand_off(
+        self: &Arc<Self>,
+        mut conn: Conn,
+        then: impl FnOnce(&Arc<Daemon>, Conn) + Send + 'static,
+    ) {
+        let Some(slow) = Count::take(&self.slow, MAX_SLOW) else {
+            conn.send(&declined("the daemon is busy with slow clients; nothing was run"));
+            return;
+        };
+        let busy = Count::take(&self.busy, usize::MAX);
+        let daemon = Arc::clone(self);
+        let _ = std::thread::Builder::new().spawn(move || {
+            let _counts = (slow, busy);
+            then(&daemon, conn);
+        });
+    }
+
+    /// Reads the request; declines it, or says it is ready and waits for
+    /// the go-ahead.
+    fn serve(self: &Arc<Self>, mut conn: Conn, seat: Seat) {
+        let line = match conn.line(seat.patience()) {
+            Got::Line(line) => line,
+            Got::Slow => return self.hand_off(conn, |d, conn| d.serve(conn, Seat::Own)),
+            Got::Failed(why) => {
+                conn.send(&declined(why));
+                return;
+            }
+        };
+        match self.prepare(&conn.stream, &line) {
+            Ok(job) => {
+                if conn.send(&Reply::Ready) {
+                    self.go(conn, job, seat);
+                }
+            }
+            Err(reply) => {
+                conn.send(&reply);
+            }
         }
     }
 
-    fn handle(&self, stream: &mut UnixStream) -> Reply {
-        let declined = |why: &str| Reply::Declined { why: why.to_string() };
+    /// Runs the command once its client says go, and only then: a client
+    /// that gave up (its timeout, a signal) before saying it was told the
+    /// command did not run, and it never runs later.
+    fn go(self: &Arc<Self>, mut conn: Conn, job: Prepared, seat: Seat) {
+        match conn.line(seat.patience()) {
+            Got::Line(l) if l == b"go" => {}
+            Got::Slow => return self.hand_off(conn, move |d, conn| d.go(conn, job, Seat::Own)),
+            Got::Line(_) => {
+                conn.send(&declined("no go-ahead from the client; nothing was run"));
+                return;
+            }
+            Got::Failed(_) => {
+                conn.send(&declined("no go-ahead from the client in time; nothing was run"));
+                return;
+            }
+        }
+        let reply = self.run(job);
+        conn.send(&reply);
+    }
+
+    /// Checks who sent what: Ok with the command to run, or the reply
+    /// that declines it.
+    fn prepare(&self, stream: &UnixStream, body: &[u8]) -> Result<Prepared, Reply> {
         match peer_uid(stream) {
             Some(uid) if uid == 0 || uid == self.uid => {}
-            _ => return declined("the client's user may not use this daemon"),
+            _ => return Err(declined("the client's user may not use this daemon")),
         }
-        let mut body = Vec::new();
-        if stream.read_to_end(&mut body).is_err() {
-            return declined("unreadable request");
-        }
-        let Ok(req) = serde_json::from_slice::<Request>(&body) else {
-            return declined("unreadable request");
+        let Ok(req) = serde_json::from_slice::<Request>(body) else {
+            return Err(declined("unreadable request"));
         };
         if req.version != super::VERSION {
-            return declined("the daemon runs another version of weft; restart it");
+            return Err(declined("the daemon runs another version of weft; restart it"));
         }
         if req.net_ns != self.net_ns {
-            return declined("the client is in another network namespace than the daemon");
+            return Err(declined("the client is in another network namespace than the daemon"));
         }
         if req.state_dir_id != self.state_dir_id {
-            return declined("the daemon serves another state directory");
+            return Err(declined("the daemon serves another state directory"));
         }
-        if let Some(call) = &req.cni {
-            return self.cni(call, req.container_ns);
+        if let Some(call) = req.cni {
+            return self.prepare_cni(call, req.container_ns);
         }
         // Errors (bad flags, --help) are the client's to print.
         let Some(cli) = self.parse(&req.args) else {
-            return declined("not a command line the daemon runs");
+            return Err(declined("not a command line the daemon runs"));
         };
-        let run: Box<Job> = match cli.command {
+        match cli.command {
             Command::Attach(mut a) => {
                 a.resolve_netns(&req.cwd);
                 // The same namespace file for the daemon as for the client.
                 if req.container_ns.is_none() || FileId::of(&a.netns_file()) != req.container_ns {
-                    return declined("the daemon sees another container namespace");
+                    return Err(declined("the daemon sees another container namespace"));
                 }
-                Box::new(move |ctx| a.run_with(ctx))
+                Ok(Prepared::Command(Box::new(move |ctx| a.run_with(ctx))))
             }
-            Command::Detach(d) => Box::new(move |ctx| d.run_with(ctx)),
-            _ => return declined("only attach and detach run in the daemon"),
-        };
-        let (result, stdout) =
-            crate::output::capture(|| self.with_context(run, Result::is_ok).and_then(|r| r));
-        match result {
-            Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
-            Err(e) => {
-                Reply::Done { code: 1, stdout, stderr: format!("{}\n", crate::error_line(&e)) }
+            Command::Detach(d) => Ok(Prepared::Command(Box::new(move |ctx| d.run_with(ctx)))),
+            _ => Err(declined("only attach and detach run in the daemon")),
+        }
+    }
+
+    fn run(&self, job: Prepared) -> Reply {
+        match job {
+            Prepared::Command(run) => {
+                let (result, stdout) = crate::output::capture(|| {
+                    ops::failpoint::panic_once("daemon-job");
+                    self.with_context(run, Result::is_ok).and_then(|r| r)
+                });
+                match result {
+                    Ok(()) => Reply::Done { code: 0, stdout, stderr: String::new() },
+                    Err(e) => Reply::Done {
+                        code: 1,
+                        stdout,
+                        stderr: format!("{}\n", crate::error_line(&e)),
+                    },
+                }
             }
+            Prepared::Cni { inv, config } => self.run_cni(&inv, &config),
         }
     }
 
@@ -254,26 +384,34 @@ impl Daemon {
         crate::Cli::from_arg_matches(&matches).ok()
     }
 
-    /// A plugin's ADD or DEL, answered as the plugin would.
-    fn cni(&self, call: &super::CniCall, container_ns: Option<FileId>) -> Reply {
-        let declined = |why: &str| Reply::Declined { why: why.to_string() };
+    /// A plugin's ADD or DEL, checked as an attach is.
+    fn prepare_cni(
+        &self,
+        call: super::CniCall,
+        container_ns: Option<FileId>,
+    ) -> Result<Prepared, Reply> {
         let var = |k: &str| call.vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let Ok(inv) = weft_cni::Invocation::from_vars(var) else {
-            return declined("not a CNI call the daemon runs");
+            return Err(declined("not a CNI call the daemon runs"));
         };
         match inv.command {
             weft_cni::Command::Add => {
                 if container_ns.is_none() || FileId::of(Path::new(&inv.netns)) != container_ns {
-                    return declined("the daemon sees another container namespace");
+                    return Err(declined("the daemon sees another container namespace"));
                 }
             }
             weft_cni::Command::Del => {}
-            _ => return declined("only ADD and DEL run in the daemon"),
+            _ => return Err(declined("only ADD and DEL run in the daemon")),
         }
+        Ok(Prepared::Cni { inv, config: call.config })
+    }
+
+    /// A plugin's ADD or DEL, answered as the plugin would.
+    fn run_cni(&self, inv: &weft_cni::Invocation, config: &str) -> Reply {
         let mut hint = String::new();
         let outcome = self
             .with_context(
-                |ctx| crate::cni::call_with(ctx, &inv, call.config.as_bytes(), &mut hint),
+                |ctx| crate::cni::call_with(ctx, inv, config.as_bytes(), &mut hint),
                 Result::is_ok,
             )
             // No context could be opened: the store's error.
@@ -291,16 +429,15 @@ impl Daemon {
         f: impl FnOnce(&mut Context) -> T,
         ok: impl FnOnce(&T) -> bool,
     ) -> Result<T> {
-        let taken = self.idle.lock().ok().and_then(|mut v| v.pop());
+        // A request that panicked holding the lock left the list as it was.
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut ctx = match taken {
             Some(c) => c,
             None => Context::open(&self.state_dir)?,
         };
         let r = f(&mut ctx);
         if ok(&r) {
-            if let Ok(mut v) = self.idle.lock() {
-                v.push(ctx);
-            }
+            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(ctx);
         }
         Ok(r)
     }

@@ -107,8 +107,8 @@ fn firewall(inp: &Inputs, present: bool) -> FirewallView {
         Ok(st) if !st.present => {
             if !inp.networks.is_empty() {
                 fw.marks.push(Mark::error(
-                    "table inet weft is missing: no isolation and no NAT",
-                    Some("weft gc".into()),
+                    "table inet weft is missing: no isolation, no NAT, no published ports",
+                    Some("weft firewall reload".into()),
                 ));
             }
         }
@@ -122,7 +122,7 @@ fn firewall(inp: &Inputs, present: bool) -> FirewallView {
                         "chain forward has {forward} rules, postrouting {post}; weft's have {FORWARD_RULES} and \
                          {MASQ_RULES} or more: changed by hand?"
                     ),
-                    Some("weft gc".into()),
+                    Some("weft firewall reload".into()),
                 ));
             }
         }
@@ -355,6 +355,8 @@ fn endpoint(inp: &Inputs, net: &Network, br: Option<&LinkDetail>, ep: &Endpoint)
         mac: ep.mac.to_string(),
         netns: ep.netns.clone(),
         state: format!("{:?}", ep.state).to_lowercase(),
+        ports: ep.ports.iter().map(crate::output::port_text).collect(),
+        aliases: ep.aliases.clone(),
         host_veth,
         interface: iface,
         fdb_port,
@@ -449,6 +451,8 @@ fn unobserved_network(net: &Network, eps: &[&Endpoint]) -> NetView {
                 mac: ep.mac.to_string(),
                 netns: ep.netns.clone(),
                 state: format!("{:?}", ep.state).to_lowercase(),
+                ports: ep.ports.iter().map(crate::output::port_text).collect(),
+                aliases: ep.aliases.clone(),
                 host_veth: VethView::missing(&ep.host_veth),
                 interface: None,
                 fdb_port: None,

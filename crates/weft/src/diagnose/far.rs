@@ -214,23 +214,15 @@ impl<'a> Walk<'a> {
             }
             Lookup::Found(a) => match a.kind {
                 RouteKind::Local => {
-                    let mut step = Step::pass(
+                    let step = Step::pass(
                         K::HostRoute,
                         format!(
                             "{dst} is an address of the host: delivered to its own stack \
                              (weft filters no input)"
                         ),
                     );
-                    let published = self.host.firewall.as_ref().ok().is_some_and(|st| {
-                        st.maps.iter().any(|(m, v)| m.starts_with("publish") && !v.is_empty())
-                    });
-                    if published && self.port.is_some() {
-                        step = step.note(
-                            "weft publishes ports on this host (DNAT before routing): explain \
-                             does not follow a published port to its container yet",
-                        );
-                    }
                     self.push(step)?;
+                    self.published_port(dst)?;
                     Ok(None)
                 }
                 RouteKind::Unicast => {

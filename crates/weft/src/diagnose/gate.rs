@@ -42,7 +42,8 @@ impl<'a> Walk<'a> {
         }
         match d.action {
             Action::Drop => self.stop(
-                Step::fail(K::Firewall, facts, d.why).fix("weft gc   (rebuilds weft's table)"),
+                Step::fail(K::Firewall, facts, d.why)
+                    .fix("weft firewall reload   (rebuilds weft's table)"),
             ),
             _ => self.firewall_pass(Step::pass(K::Firewall, facts).note(d.why)),
         }
@@ -103,7 +104,7 @@ impl<'a> Walk<'a> {
                 self.push(Step {
                     status: Status::Warn,
                     why: Some(why),
-                    fix: Some("weft gc".into()),
+                    fix: Some("weft firewall reload".into()),
                     ..step
                 })
             }
@@ -119,7 +120,7 @@ impl<'a> Walk<'a> {
                 "nothing isolates weft's networks and nothing is NATed".to_string(),
             ),
         };
-        self.push(Step::warn(K::Firewall, facts, why).fix("weft gc"))
+        self.push(Step::warn(K::Firewall, facts, why).fix("weft firewall reload"))
     }
 
     pub(super) fn nat(&mut self, oif: &str, oif_index: u32, saddr: IpAddr) -> Flow<()> {
@@ -149,7 +150,7 @@ impl<'a> Walk<'a> {
                     format!("no masquerade: leaves {oif} as {saddr}"),
                     format!("{saddr} is in no @masq set: replies need a route back"),
                 )
-                .fix("weft gc")
+                .fix("weft firewall reload")
                 .note(beyond),
             ),
         }

@@ -62,7 +62,17 @@ pub struct HostView {
 
 impl HostView {
     pub fn read(nl: &mut Netlink) -> Result<HostView> {
-        let ns = NsView::read(nl)?;
+        let mut ns = NsView::read(nl)?;
+        // The kernel applies a carrier change to a bridge port later, from
+        // its link-watch work (up to a second on a busy host): a port that
+        // is up with carrier but still "disabled" is settling, not broken.
+        for _ in 0..30 {
+            if !ns.links.iter().any(settling) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            ns = NsView::read(nl)?;
+        }
         let mut vteps = BTreeMap::new();
         for l in ns.links.iter().filter(|l| l.link.kind.as_deref() == Some("vxlan")) {
             vteps.insert(l.link.index, nl.vteps(l.link.index)?);
@@ -82,6 +92,10 @@ impl HostView {
     pub fn fdb_entry(&self, bridge: u32, mac: weft_model::Mac) -> Option<&FdbEntry> {
         self.fdb.iter().find(|e| e.bridge == Some(bridge) && e.mac == mac && !e.local)
     }
+}
+
+fn settling(l: &LinkDetail) -> bool {
+    l.link.up && l.link.lower_up && l.port.as_ref().is_some_and(|p| p.state == "disabled")
 }
 
 /// A container namespace: its state, or why it cannot be looked at.

@@ -20,6 +20,7 @@ pub mod model;
 mod overlay;
 mod peer;
 mod probe;
+mod published;
 pub mod render_dot;
 pub mod render_svg;
 pub mod render_text;
@@ -40,7 +41,7 @@ pub fn topology(ctx: &mut Context, network: Option<&str>) -> Result<model::Topol
     if let Some(n) = network {
         nets.retain(|x| x.name == n);
         if nets.is_empty() {
-            bail!("network {n} does not exist");
+            bail!("{}", crate::ops::network::missing(ctx, n, None)?);
         }
     }
     let eps: Vec<_> = ctx

@@ -99,6 +99,12 @@ pub struct EndpointView {
     pub netns: String,
     /// The store's record state: `ready`, or `creating` mid-attach.
     pub state: String,
+    /// Published ports, as docker shows them (`8080->80/tcp`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<String>,
+    /// DNS names besides the container's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub host_veth: VethView,
     /// The container's end, None when its namespace cannot be read.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -74,6 +74,12 @@ fn network(o: &mut String, hid: &str, n: &NetView, observed: bool) {
         if let Some(a6) = &e.address6 {
             let _ = write!(l, "\n{a6}");
         }
+        for p in &e.ports {
+            let _ = write!(l, "\nport {p}");
+        }
+        if !e.aliases.is_empty() {
+            let _ = write!(l, "\nalias {}", e.aliases.join(","));
+        }
         let _ = writeln!(o, "      {} [label={}{}];", q(&ifn), q(&l), red(e.has_errors()));
         o.push_str("    }\n");
         let _ = writeln!(o, "    {} [label={}, shape=ellipse];", q(&veth), q(&e.host_veth.name));

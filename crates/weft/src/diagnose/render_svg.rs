@@ -53,6 +53,10 @@ fn box_width(t: &Topology) -> f64 {
 fn lines(e: &EndpointView) -> Vec<String> {
     let mut v = vec![e.container.clone(), format!("{} {}", e.ifname, e.address), e.mac.clone()];
     v.extend(e.address6.clone());
+    v.extend(e.ports.iter().map(|p| format!("port {p}")));
+    if !e.aliases.is_empty() {
+        v.push(format!("alias {}", e.aliases.join(",")));
+    }
     v
 }
 

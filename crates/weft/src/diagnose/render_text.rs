@@ -168,6 +168,9 @@ fn ladder(out: &mut String, n: &NetView, observed: bool, width: usize) {
         if let Some(a6) = &e.address6 {
             let _ = write!(s, " {a6}");
         }
+        if !e.ports.is_empty() {
+            let _ = write!(s, " {}", e.ports.join(","));
+        }
         s
     };
     let (iw, vw) = (col(&iface), col(&|e| e.host_veth.name.clone()));
@@ -230,6 +233,10 @@ fn box_inner(n: &NetView, width: usize) -> usize {
 fn box_lines(e: &EndpointView) -> Vec<String> {
     let mut v = vec![e.container.clone(), format!("{} {}", e.ifname, e.address), e.mac.clone()];
     v.extend(e.address6.clone());
+    v.extend(e.ports.iter().map(|p| format!("port {p}")));
+    if !e.aliases.is_empty() {
+        v.push(format!("alias {}", e.aliases.join(",")));
+    }
     v
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use weft_datapath::Netlink;
-use weft_firewall::{Firewall, NetRules, PortRule};
+use weft_firewall::{Firewall, Forwarding, NetRules, PortRule};
 use weft_store::{EtcdStore, SqliteStore, Store};
 
 static CLUSTER: std::sync::OnceLock<Option<crate::config::Cluster>> = std::sync::OnceLock::new();
@@ -63,7 +63,10 @@ impl Context {
             Some(c) => {
                 (Box::new(EtcdStore::connect(&c.etcd_config(), &c.node)?), Some(c.node.clone()))
             }
-            None => (Box::new(SqliteStore::open(state_dir)?), None),
+            None => (
+                Box::new(SqliteStore::open(state_dir).map_err(|e| open_error(state_dir, e))?),
+                None,
+            ),
         };
         Ok(Context {
             state_dir: state_dir.to_path_buf(),
@@ -118,34 +121,63 @@ impl Context {
         Ok(self.nl.as_mut().expect("just set"))
     }
 
-    /// Rebuilds weft's nftables table from the store. Serialized by a lock
-    /// file so that two processes changing networks at once cannot apply
-    /// an older list last.
+    /// Rebuilds weft's nftables table from the store, with the forwarding
+    /// and `route_localnet` it needs. Serialized by a lock file so that two
+    /// processes changing networks at once cannot apply an older list last.
     pub fn sync_firewall(&self) -> Result<()> {
         let _lock = lock(&self.state_dir.join("firewall.lock"))?;
         let nets = self.store.networks()?;
         let rules: Vec<NetRules> = nets.iter().map(NetRules::from).collect();
-        if !rules.is_empty() {
-            weft_firewall::enable_forwarding(nets.iter().any(|n| n.subnet6.is_some()))?;
-        }
+        let v6 = nets.iter().any(|n| n.subnet6.is_some());
+        let forwarding = Forwarding::prepare(&self.state_dir, !nets.is_empty(), v6)?;
         // Published ports of this host's endpoints (a cluster store holds
         // other hosts' too): the rebuilt table keeps them.
-        let mut ports = Vec::new();
-        for ep in self.store.endpoints(None)?.iter().filter(|e| e.node == self.node) {
-            if ep.ports.is_empty() {
-                continue;
+        let eps: Vec<_> =
+            self.store.endpoints(None)?.into_iter().filter(|e| e.node == self.node).collect();
+        let ports: Vec<PortRule> = eps.iter().flat_map(PortRule::of).collect();
+        Firewall::new().apply_with_ports(&rules, &ports, forwarding.guards())?;
+        forwarding.enable()?;
+        for n in &nets {
+            let on = super::publish::needs_route_localnet(&n.name, &eps);
+            // Not fatal: a bridge being rebuilt (or an overlay network's
+            // the agent has yet to make) gets it when it publishes.
+            if let Err(e) = weft_firewall::set_route_localnet(&n.bridge, on)
+                .and_then(|()| weft_firewall::refuse_router_advertisements(&n.bridge))
+            {
+                tracing::warn!("{e}");
             }
-            // Not fatal: a bridge being rebuilt gets it when it publishes.
-            if let Some(n) = nets.iter().find(|n| n.name == ep.network) {
-                if let Err(e) = weft_firewall::enable_route_localnet(&n.bridge) {
-                    tracing::warn!("{e}");
-                }
-            }
-            ports.extend(PortRule::of(ep));
         }
-        Firewall::new().apply_with_ports(&rules, &ports)?;
         Ok(())
     }
+}
+
+/// One line for a store that would not open: the store's error carries its
+/// cause twice over (its own text and its source), and a user without root
+/// needs to hear that first.
+fn open_error(state_dir: &Path, e: weft_store::StoreError) -> anyhow::Error {
+    use weft_store::StoreError as E;
+    // Says so itself (with the path), and `weft gc --adopt` recognises it.
+    if matches!(e, E::Damaged { .. }) {
+        return e.into();
+    }
+    let denied = match &e {
+        E::StateDir { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+        E::Db { .. } => !is_root(),
+        _ => false,
+    };
+    if denied {
+        return anyhow::anyhow!(
+            "cannot open weft's state in {}: permission denied; weft needs root (run it with sudo)",
+            state_dir.display()
+        );
+    }
+    // Its Display only: the chain below it repeats the same cause.
+    anyhow::anyhow!("cannot open weft's state in {}: {e}", state_dir.display())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// An exclusive advisory lock held until the returned file is dropped.

@@ -11,7 +11,7 @@ use weft_model::{names, Endpoint, EndpointKey, Mac, Network, PortMapping};
 use weft_store::EndpointRequest;
 
 use super::context::now;
-use super::{failpoint, network, publish, reaper, Context};
+use super::{failpoint, network, publish, reaper, resolv, Context};
 
 /// Where the container's network namespace is.
 #[derive(Debug, Clone)]
@@ -37,7 +37,8 @@ pub struct AttachRequest {
     pub network: String,
     pub container: String,
     pub netns: NetnsRef,
-    pub ifname: String,
+    /// None: the first `ethN` free in the container (docker's way).
+    pub ifname: Option<String>,
     pub ip: Option<Ipv4Addr>,
     pub ip6: Option<Ipv6Addr>,
     pub mac: Option<Mac>,
@@ -61,8 +62,15 @@ pub fn endpoint_alias(key: &EndpointKey) -> String {
 /// reporting the network's settings need not read it again).
 pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Network)> {
     check_container_name(&req.container)?;
-    names::check_ifname(&req.ifname)?;
+    if let Some(i) = &req.ifname {
+        names::check_ifname(i)?;
+    }
     let _own = ctx.share()?;
+    // The network first: `attach CONTAINER NETWORK` (swapped) is then
+    // reported as such, not as a missing namespace.
+    let Some(net) = ctx.store.network(&req.network)? else {
+        bail!("{}", network::missing(ctx, &req.network, Some(&req.container))?);
+    };
     let netns = match &req.netns {
         NetnsRef::Path(p) => Netns::open(p)?,
         NetnsRef::Pid(pid) => Netns::of_pid(*pid)?,
@@ -70,8 +78,9 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
             anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
         })?,
     };
-    let Some(net) = ctx.store.network(&req.network)? else {
-        bail!("network {} does not exist", req.network);
+    let ifname = match &req.ifname {
+        Some(i) => i.clone(),
+        None => free_ifname(ctx, req, &netns)?,
     };
     // A network whose bridge is gone (reboot, manual deletion) is rebuilt
     // here rather than failing every attach until someone runs gc.
@@ -90,22 +99,23 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
     };
 
     publish::check(&net, &req.ports)?;
+    let ports = publish::choose_host_ports(ctx, &req.ports)?;
 
-    let host_veth = names::host_veth_name(&req.network, &req.container, &req.ifname);
+    let host_veth = names::host_veth_name(&req.network, &req.container, &ifname);
     let ep = ctx.store.reserve_endpoint(&EndpointRequest {
         network: req.network.clone(),
         container: req.container.clone(),
-        ifname: req.ifname.clone(),
+        ifname: ifname.clone(),
         netns: netns.path().display().to_string(),
         ip: req.ip,
         ip6: req.ip6,
-        mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &req.ifname])),
+        mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &ifname])),
         host_veth: host_veth.clone(),
         node: ctx.node.clone(),
         boot_id: ctx.boot_id.clone(),
         pid: std::process::id(),
         created: now(),
-        ports: req.ports.clone(),
+        ports,
         aliases: req.aliases.clone(),
     })?;
     failpoint::hit("attach-after-reserve");
@@ -135,7 +145,64 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
         let _ = publish::unpublish(ctx, &ep);
         return Err(e.context(format!("attach {} to {}", req.container, req.network)));
     }
+    // Names for processes started with `ip netns exec NAME` (not fatal:
+    // the container is attached, only its resolv.conf is not).
+    if let Some(name) = resolv::netns_name(&ep.netns) {
+        if let Err(e) = resolv::add(name, &net.nameservers()) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    tracing::info!(
+        container = ep.container,
+        network = ep.network,
+        ifname = ep.ifname,
+        address = %ep.address,
+        host_veth = ep.host_veth,
+        ports = ep.ports.len(),
+        "attached"
+    );
     Ok((Endpoint { state: weft_model::EndpointState::Ready, ..ep }, net))
+}
+
+/// The first `ethN` that is neither an interface in the container nor one
+/// weft recorded for it. A container already on this network keeps
+/// `eth0`-style naming out of it: attaching it twice is refused by the
+/// store, as before, not turned into a second interface.
+fn free_ifname(ctx: &mut Context, req: &AttachRequest, netns: &Netns) -> Result<String> {
+    let mine = ctx.store.container_endpoints(&req.network, &req.container)?;
+    if let Some(ep) = mine.first() {
+        bail!(
+            "container {} is already attached to network {} (as {}); give --ifname for \
+             another interface on it",
+            req.container,
+            req.network,
+            ep.ifname
+        );
+    }
+    let taken: Vec<String> = netns
+        .netlink()
+        .and_then(|mut nl| nl.links())
+        .map(|ls| ls.into_iter().map(|l| l.name).collect())
+        .with_context(|| format!("list interfaces in {}", netns.path().display()))?;
+    let mut name = None;
+    for n in (0..).map(|i| format!("eth{i}")) {
+        if !taken.contains(&n) || leftover_of(ctx, req, &n)? {
+            name = Some(n);
+            break;
+        }
+    }
+    let name = name.expect("some ethN is free");
+    tracing::debug!(container = req.container, ifname = name, "chose interface name");
+    Ok(name)
+}
+
+/// Whether the container's `ifname` is the end of a pair this network
+/// retired (a detach moments ago, its reaper not done yet): plugging it
+/// again deletes that pair first, so the name is free.
+fn leftover_of(ctx: &mut Context, req: &AttachRequest, ifname: &str) -> Result<bool> {
+    let host_veth = names::host_veth_name(&req.network, &req.container, ifname);
+    let link = ctx.host()?.link_by_name(&host_veth)?;
+    Ok(link.is_some_and(|l| l.alias.as_deref() == Some(plug::RETIRED_ALIAS)))
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or
@@ -148,7 +215,7 @@ pub fn detach(
 ) -> Result<Vec<Endpoint>> {
     let _own = ctx.share()?;
     if ctx.store.network(network)?.is_none() {
-        bail!("network {network} does not exist");
+        bail!("{}", network::missing(ctx, network, Some(container))?);
     }
     let eps: Vec<Endpoint> = ctx
         .store
@@ -162,6 +229,13 @@ pub fn detach(
     }
     for ep in &eps {
         teardown(ctx, ep)?;
+        tracing::info!(
+            container = ep.container,
+            network = ep.network,
+            ifname = ep.ifname,
+            address = %ep.address.addr(),
+            "detached"
+        );
     }
     Ok(eps)
 }
@@ -195,6 +269,9 @@ pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
     publish::unpublish(ctx, ep)?;
     if retired && !reaper::delete_later() {
         plug::unplug(ctx.host()?, &ep.host_veth)?;
+    }
+    if let Err(e) = resolv::refresh(ctx, &ep.netns) {
+        tracing::warn!("{e:#}");
     }
     Ok(())
 }

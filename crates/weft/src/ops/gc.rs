@@ -10,6 +10,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use weft_datapath::link::Link;
 use weft_datapath::{bridge, plug, Netns};
+use weft_firewall::{Firewall, TableStatus};
 use weft_model::{Endpoint, EndpointState};
 
 use super::{network, owner, Context};
@@ -29,6 +30,45 @@ pub struct Report {
     /// Live containers that could not be recorded: their address, MAC or
     /// name is held by another endpoint (`--adopt`).
     pub conflicts: Vec<String>,
+    /// weft's nftables table, when the rebuild changed it: what was wrong.
+    pub firewall: Vec<String>,
+}
+
+impl Report {
+    pub fn count(&self) -> usize {
+        self.endpoints.len()
+            + self.veths.len()
+            + self.bridges.len()
+            + self.repaired.len()
+            + self.firewall.len()
+            + self.adopted.len()
+    }
+}
+
+/// What differs between weft's table before and after a rebuild, if
+/// anything (element order aside).
+fn table_change(before: &TableStatus, after: &TableStatus) -> Option<String> {
+    let sorted = |m: &std::collections::BTreeMap<String, Vec<String>>| {
+        m.iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                v.sort();
+                (k.clone(), v)
+            })
+            .collect::<Vec<_>>()
+    };
+    let table = "table inet weft";
+    if !before.present && after.present {
+        Some(format!("{table} (was missing)"))
+    } else if before.chains != after.chains {
+        Some(format!("{table} (rules differed: {} now {})", before.rules, after.rules))
+    } else if sorted(&before.sets) != sorted(&after.sets)
+        || sorted(&before.maps) != sorted(&after.maps)
+    {
+        Some(format!("{table} (set or map elements differed)"))
+    } else {
+        None
+    }
 }
 
 /// Why an endpoint record is stale, or None when it is live.
@@ -90,6 +130,10 @@ pub fn reap_stale(ctx: &mut Context, links: &[Link]) -> Result<Vec<String>> {
         if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
+            tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
+            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
+                tracing::warn!("{e:#}");
+            }
             removed.push(format!("{} ({why})", ep.key()));
         }
     }
@@ -152,6 +196,7 @@ pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
             // record, which is in owned_veths; anything else is a leak. A
             // retired pair whose reaper died is deleted here.
             if plug::unplug(ctx.host()?, &l.name)? {
+                tracing::info!(veth = l.name, "gc: deleted leaked veth");
                 report.veths.push(l.name.clone());
             }
         } else if alias.starts_with("weft:net=")
@@ -159,6 +204,7 @@ pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
             && !owned_bridges.contains(l.name.as_str())
             && bridge::delete_bridge(ctx.host()?, &l.name)?
         {
+            tracing::info!(bridge = l.name, "gc: deleted bridge of no network");
             report.bridges.push(l.name.clone());
         }
     }
@@ -166,9 +212,19 @@ pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
     for net in nets.iter().filter(|n| n.driver == weft_model::Driver::Bridge) {
         if !live.contains(&net.bridge) {
             network::build(ctx, net)?;
+            tracing::info!(network = net.name, bridge = net.bridge, "gc: rebuilt network");
             report.repaired.push(net.name.clone());
         }
     }
+    let fw = Firewall::new();
+    let before = fw.status();
     ctx.sync_firewall()?;
+    if let (Ok(b), Ok(a)) = (before, fw.status()) {
+        if let Some(what) = table_change(&b, &a) {
+            tracing::info!("gc: rebuilt {what}");
+            report.firewall.push(what);
+        }
+    }
+    tracing::info!(repairs = report.count(), "gc done");
     Ok(report)
 }

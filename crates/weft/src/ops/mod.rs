@@ -10,5 +10,6 @@ pub mod network;
 pub mod owner;
 pub mod publish;
 pub mod reaper;
+pub mod resolv;
 
 pub use context::Context;

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use weft_datapath::bridge::{self, BridgeSpec};
 use weft_datapath::Netlink;
 use weft_model::network::NetworkSpec;
-use weft_model::{Mac, Network};
+use weft_model::{Endpoint, Mac, Network};
 
 use super::context::now;
 use super::{endpoint, failpoint, Context};
@@ -48,6 +48,47 @@ fn is_link_local(n: IpNet) -> bool {
     }
 }
 
+/// Why there is no network `name`: the name, a near one (`did you mean`),
+/// and, when `other` (the command's container argument) names a network,
+/// that the two arguments look swapped.
+pub fn missing(ctx: &Context, name: &str, other: Option<&str>) -> Result<String> {
+    let nets = ctx.store.networks()?;
+    let mut msg = format!("network {name} does not exist");
+    if let Some(o) = other.filter(|o| nets.iter().any(|n| n.name == *o)) {
+        msg.push_str(&format!(
+            "; {o} is a network: the order is NETWORK CONTAINER (arguments swapped?)"
+        ));
+        return Ok(msg);
+    }
+    let near = nets
+        .iter()
+        .map(|n| (edit_distance(name, &n.name), &n.name))
+        .filter(|(d, n)| *d <= 2.max(name.len() / 3) && *d < n.len())
+        .min();
+    match near {
+        Some((_, n)) => msg.push_str(&format!(" (did you mean {n}?)")),
+        None if nets.is_empty() => msg.push_str(" (there are no networks: weft network create)"),
+        None => {}
+    }
+    Ok(msg)
+}
+
+/// Levenshtein distance, for `did you mean`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
     if spec.driver == Some(weft_model::Driver::Overlay) && ctx.node.is_none() {
         bail!(
@@ -75,6 +116,13 @@ pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
         let _ = ctx.sync_firewall();
         return Err(e.context(format!("create network {}", net.name)));
     }
+    tracing::info!(
+        network = net.name,
+        subnet = %net.subnet,
+        gateway = %net.gateway,
+        bridge = net.bridge,
+        "created network"
+    );
     Ok(net)
 }
 
@@ -127,10 +175,12 @@ fn reconnect(ctx: &mut Context, net: &Network) -> Result<()> {
     Ok(())
 }
 
-pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Network> {
+/// Removes the network; with `force`, detaches its containers first.
+/// Returns the network and the endpoints it detached.
+pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<(Network, Vec<Endpoint>)> {
     let _own = ctx.share()?;
     let Some(net) = ctx.store.network(name)? else {
-        bail!("network {name} does not exist");
+        bail!("{}", missing(ctx, name, None)?);
     };
     let eps = ctx.store.endpoints(Some(name))?;
     if !eps.is_empty() {
@@ -156,6 +206,7 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Network> {
         }
         for ep in &eps {
             endpoint::teardown(ctx, ep)?;
+            tracing::info!(container = ep.container, network = name, "detached (--force)");
         }
     }
     ctx.store.remove_network(name)?;
@@ -163,5 +214,17 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<Network> {
         .with_context(|| format!("delete bridge {} of network {name}", net.bridge));
     ctx.sync_firewall()?;
     deleted?;
-    Ok(net)
+    tracing::info!(network = name, bridge = net.bridge, detached = eps.len(), "removed network");
+    Ok((net, eps))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn edit_distance() {
+        assert_eq!(super::edit_distance("front", "front"), 0);
+        assert_eq!(super::edit_distance("fornt", "front"), 2);
+        assert_eq!(super::edit_distance("frnt", "front"), 1);
+        assert_eq!(super::edit_distance("", "ab"), 2);
+    }
 }
