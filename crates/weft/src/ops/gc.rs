@@ -71,15 +71,34 @@ fn table_change(before: &TableStatus, after: &TableStatus) -> Option<String> {
     }
 }
 
+/// How sure the caller must be that an endpoint's container is gone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// `weft gc`, run by hand: a namespace path that no longer opens
+    /// counts too.
+    Any,
+    /// A background repair (the agent): only what the kernel says (a
+    /// process gone, a veth gone). A namespace path may be a bind mount
+    /// another mount namespace sees and this process does not (dockerd's).
+    Kernel,
+}
+
 /// Why an endpoint record is stale, or None when it is live.
-fn stale(ep: &Endpoint, boot_id: &str, live_veths: &HashSet<String>) -> Option<&'static str> {
+fn stale(
+    ep: &Endpoint,
+    boot_id: &str,
+    live_veths: &HashSet<String>,
+    evidence: Evidence,
+) -> Option<&'static str> {
     if ep.boot_id != boot_id {
         return Some("host rebooted");
     }
     if ep.state == EndpointState::Creating {
         return if pid_alive(ep.pid) { None } else { Some("attach was interrupted") };
     }
-    if !Path::new(&ep.netns).exists() || Netns::open(&ep.netns).is_err() {
+    if evidence == Evidence::Any
+        && (!Path::new(&ep.netns).exists() || Netns::open(&ep.netns).is_err())
+    {
         return Some("netns is gone");
     }
     if !live_veths.contains(&ep.host_veth) {
@@ -118,7 +137,7 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
 /// when its own undo could not reach the store (a partition). `links` is
 /// this namespace's, read by the caller, who holds the ownership lock
 /// exclusively: no attach or detach is in flight.
-pub fn reap_stale(ctx: &mut Context, links: &[Link]) -> Result<Vec<String>> {
+pub fn reap_stale(ctx: &mut Context, links: &[Link], evidence: Evidence) -> Result<Vec<String>> {
     // A retired veth is on its way out: it does not keep a record alive.
     let live: HashSet<String> = links
         .iter()
@@ -127,7 +146,7 @@ pub fn reap_stale(ctx: &mut Context, links: &[Link]) -> Result<Vec<String>> {
         .collect();
     let mut removed = Vec::new();
     for ep in local_endpoints(ctx)? {
-        if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
+        if let Some(why) = stale(&ep, &ctx.boot_id, &live, evidence) {
             plug::unplug(ctx.host()?, &ep.host_veth)?;
             ctx.store.remove_endpoint(&ep.key())?;
             tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
@@ -178,7 +197,7 @@ pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
             );
         }
     }
-    report.endpoints.extend(reap_stale(ctx, &links)?);
+    report.endpoints.extend(reap_stale(ctx, &links, Evidence::Any)?);
     let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
 
     let nets = ctx.store.networks()?;

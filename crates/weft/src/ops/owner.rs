@@ -163,7 +163,7 @@ pub fn adopt(ctx: &mut Context, links: &[Link]) -> Result<Adopted> {
 pub fn reassert(ctx: &mut Context) -> Result<Adopted> {
     let _own = ctx.exclusive()?;
     let links = ctx.host()?.links()?;
-    let removed = super::gc::reap_stale(ctx, &links)?;
+    let removed = super::gc::reap_stale(ctx, &links, super::gc::Evidence::Kernel)?;
     let mut done = adopt_endpoints(ctx, &links)?;
     done.adopted.extend(removed.into_iter().map(|r| format!("removed {r}")));
     Ok(done)
