@@ -609,3 +609,64 @@ fn etcd_leader_killed_during_attach_churn() {
     }
     assert!(results.iter().filter(|r| r.2).count() >= PER_HOST, "{results:?}");
 }
+
+/// A single-host store in a namespace a cluster agent manages (and the
+/// converse) is refused: each would rebuild weft's firewall table without
+/// the other's networks.
+#[test]
+fn a_single_host_store_next_to_a_cluster_agent_is_refused() {
+    let c = Cluster::new(1);
+    c.weft_ok(0, &["network", "create", "ov", "--driver", "overlay", "--subnet", "10.98.0.0/24"]);
+    eventually("overlay bridge", Duration::from_secs(10), || {
+        c.hosts[0].ns.try_sh("ip link show vx-ov")
+    });
+    let other = tempfile::tempdir().expect("tempdir");
+    let single = |args: &[&str]| {
+        let mut cmd = c.hosts[0].ns.command(harness::WEFT);
+        cmd.arg("--state-dir").arg(other.path()).args(args);
+        cmd.env_remove("WEFT_ETCD").env_remove("WEFT_NODE").env_remove("WEFT_FAILPOINT");
+        harness::to_run(cmd.output().expect("spawn weft"))
+    };
+    eventually("the agent's firewall table", Duration::from_secs(10), || {
+        c.hosts[0].ns.try_sh("nft list table inet weft")
+    });
+    let before = c.hosts[0].ns.sh("nft list table inet weft");
+    for args in
+        [&["network", "create", "solo", "--subnet", "172.26.6.0/24"][..], &["firewall", "reload"]]
+    {
+        let line = harness::one_error_line(&single(args));
+        assert!(line.contains("cluster agent"), "{args:?}: {line}");
+    }
+    assert_eq!(c.hosts[0].ns.sh("nft list table inet weft"), before, "the table changed");
+
+    // The converse: an agent started where a single-host store has networks.
+    let plain = harness::Netns::new("solo");
+    let port = format!("us{}", std::process::id() % 100000);
+    c.underlay.sh(&format!(
+        "ip link add {port} type veth peer name eth0 netns {} && ip link set {port} master ul0 up",
+        plain.name
+    ));
+    plain.sh("ip addr add 10.200.0.50/24 dev eth0 && ip link set eth0 up");
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut cmd = plain.command(harness::WEFT);
+    cmd.arg("--state-dir").arg(state.path()).args([
+        "network",
+        "create",
+        "solo",
+        "--subnet",
+        "172.26.7.0/24",
+    ]);
+    assert!(cmd.status().expect("spawn weft").success());
+    let mut agent = plain.command(harness::WEFT);
+    agent
+        .args(c.client_args())
+        .args(["--node", "solo", "--state-dir"])
+        .arg(other.path())
+        .args(["agent"]);
+    let r = harness::to_run(agent.output().expect("spawn agent"));
+    let line = harness::one_error_line(&r);
+    assert!(
+        line.contains("holds weft's network solo") || line.contains("another weft store"),
+        "{line}"
+    );
+}

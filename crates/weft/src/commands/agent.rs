@@ -45,6 +45,17 @@ impl Agent {
             bail!("--ttl must be at least 2 seconds");
         }
         let upstreams = super::dns::parse_upstreams(&self.upstreams)?;
+        // Not in a namespace another (single-host) store manages: the
+        // agent's firewall table would drop that store's networks. An etcd
+        // that does not answer yet is waited for as before (the etcd
+        // thread retries); the check is then skipped.
+        match ops::Context::open(state_dir) {
+            Ok(mut ctx) => {
+                let links = ctx.host()?.links()?;
+                ops::owner::check_namespace(&ctx, &links, &ctx.store.networks()?)?;
+            }
+            Err(e) => tracing::warn!("not checking who owns this namespace: {e:#}"),
+        }
         reassert_in_background(state_dir, Duration::from_secs(self.resync.max(1)));
         weft_agent::run(weft_agent::AgentConfig {
             etcd: c.etcd_config(),

@@ -27,6 +27,8 @@ use super::Context;
 const STORE_ID: &str = "store_id";
 const NET_PREFIX: &str = "weft:net=";
 const EP_PREFIX: &str = "weft:ep=";
+/// The agent's overlay bridges (`weft_agent::reconcile::overlay_alias`).
+const OVERLAY_PREFIX: &str = "weft:onet=";
 
 /// This store's id, made on first use.
 pub fn store_id(ctx: &Context) -> Result<String> {
@@ -92,6 +94,20 @@ fn owns(me: &str, mark: &BridgeMark, nets: &[Network]) -> bool {
 /// Refuses to work on a namespace whose weft bridges another store owns,
 /// or that holds weft's bridges while this store has no network at all.
 pub fn check_namespace(ctx: &Context, links: &[Link], nets: &[Network]) -> Result<()> {
+    // A cluster agent's overlay bridges: the cluster store's. A single-host
+    // store next to them would rebuild the firewall table without them.
+    if ctx.node.is_none() {
+        let overlay = links.iter().find(|l| {
+            l.kind.as_deref() == Some("bridge")
+                && l.alias.as_deref().is_some_and(|a| a.starts_with(OVERLAY_PREFIX))
+        });
+        if let Some(l) = overlay {
+            bail!(
+                "this network namespace is managed by a weft cluster agent (overlay bridge {});                  one store per network namespace: give this command the cluster's --etcd and                  --node",
+                l.name
+            );
+        }
+    }
     let me = store_id(ctx)?;
     let Some((l, mark)) = weft_bridges(links).find(|(_, m)| !owns(&me, m, nets)) else {
         return Ok(());
