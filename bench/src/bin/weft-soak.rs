@@ -20,7 +20,8 @@
 //!
 //! Configuration (environment): `WEFT_BIN` (weft binary; required),
 //! `SOAK_MINUTES` (default 2), `SOAK_MAX` (live containers, default 30),
-//! `SOAK_FAULTS` (comma-separated kinds, default all),
+//! `SOAK_FAULTS` (comma-separated kinds, default all), `BENCH_LOGS` (a
+//! directory to keep the agents' and etcd's logs in),
 //! `BENCH_OUT` (JSON results; default bench/soak-results.json).
 //! Nothing runs in, or changes, the machine's own namespace.
 
@@ -106,6 +107,14 @@ impl Drop for Soak {
     fn drop(&mut self) {
         self.agents.get_mut().map(Vec::clear).ok();
         self.etcd.get_mut().map(Vec::clear).ok();
+        if let Some(keep) = std::env::var_os("BENCH_LOGS") {
+            let _ = std::fs::create_dir_all(&keep);
+            for f in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                if f.path().extension().is_some_and(|e| e == "log") {
+                    let _ = std::fs::copy(f.path(), PathBuf::from(&keep).join(f.file_name()));
+                }
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
