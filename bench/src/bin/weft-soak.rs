@@ -21,7 +21,8 @@
 //! Configuration (environment): `WEFT_BIN` (weft binary; required),
 //! `SOAK_MINUTES` (default 2), `SOAK_MAX` (live containers, default 30),
 //! `SOAK_FAULTS` (comma-separated kinds, default all), `BENCH_LOGS` (a
-//! directory to keep the agents' and etcd's logs in),
+//! directory to keep the agents' and etcd's logs in), `SOAK_DIAG` (if set,
+//! neighbour entries of every unreachable pair on stderr),
 //! `BENCH_OUT` (JSON results; default bench/soak-results.json).
 //! Nothing runs in, or changes, the machine's own namespace.
 
@@ -340,6 +341,33 @@ impl Soak {
             );
             for lost in from.ns.sh(&script).unwrap_or_default().lines() {
                 bad.push(format!("host{h} cannot reach {lost}"));
+                if std::env::var_os("SOAK_DIAG").is_some() {
+                    let to = live.iter().find(|c| c.addr == lost);
+                    let dst = to.map(|c| c.host).unwrap_or(9);
+                    let mut d = format!(
+                        "diag {h}->{lost} (on host{dst}): src neigh [{}]",
+                        from.ns.sh(&format!("ip neigh show {lost}")).unwrap_or_default().trim()
+                    );
+                    for (i, host) in self.hosts.iter().enumerate() {
+                        let n = host
+                            .ns
+                            .sh(&format!(
+                                "ip neigh show {lost} dev vx-soak; ip neigh show {} dev vx-soak",
+                                from.addr
+                            ))
+                            .unwrap_or_default();
+                        d += &format!(" | host{i} vx neigh [{}]", n.trim().replace('\n', "; "));
+                    }
+                    if let Some(t) = to {
+                        d += &format!(
+                            " | dst neigh [{}]",
+                            t.ns.sh(&format!("ip neigh show {}", from.addr))
+                                .unwrap_or_default()
+                                .trim()
+                        );
+                    }
+                    eprintln!("{d}");
+                }
             }
         }
         bad
