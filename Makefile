@@ -7,7 +7,8 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 STATIC_CARGO := CARGO=$(CARGO) scripts/static-cargo
 WEFT := $(or $(CARGO_TARGET_DIR),target)/$(shell rustc -vV | sed -n 's/^host: //p')/release/weft
 
-.PHONY: demo test deps test-deps bench-deps build bench bench-firewall lint install-cni
+.PHONY: demo test deps test-deps bench-deps build bench bench-firewall lint install-cni \
+	install-podman uninstall-podman
 
 deps:
 	@scripts/deps
@@ -80,3 +81,23 @@ install: $(if $(filter command line,$(origin WEFT)),,build)
 uninstall:
 	rm -f $(INSTALLED_BIN) $(COMPLETIONS) $(DESTDIR)$(MANDIR)/man1/weft.1 \
 		$(DESTDIR)$(MANDIR)/man1/weft-*.1 $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+
+# weft as Podman's network backend (docs/podman.md): the binary linked as
+# `netavark` in a helper directory of its own, and a containers.conf
+# drop-in that puts that directory first and selects the netavark
+# backend. uninstall-podman removes both: Podman is back on its own netavark.
+PODMAN_HELPER_DIR ?= /usr/local/lib/weft/podman
+PODMAN_CONF_DROPIN ?= /etc/containers/containers.conf.d/50-weft.conf
+install-podman: $(if $(filter command line,$(origin WEFT)),,build)
+	$(SUDO) install -D -m 0755 $(WEFT) $(PODMAN_HELPER_DIR)/weft
+	$(SUDO) ln -sfn weft $(PODMAN_HELPER_DIR)/netavark
+	$(SUDO) ln -sfn weft $(PODMAN_HELPER_DIR)/aardvark-dns
+	printf '%s\n' '# weft is Podman'"'"'s network backend (make uninstall-podman undoes it).' \
+		'[network]' 'network_backend = "netavark"' '' '[engine]' \
+		'helper_binaries_dir = ["$(PODMAN_HELPER_DIR)", "/usr/local/libexec/podman", "/usr/local/lib/podman", "/usr/libexec/podman", "/usr/lib/podman"]' \
+		| $(SUDO) install -D -m 0644 /dev/stdin $(PODMAN_CONF_DROPIN)
+
+uninstall-podman:
+	$(SUDO) rm -f $(PODMAN_CONF_DROPIN) $(PODMAN_HELPER_DIR)/netavark \
+		$(PODMAN_HELPER_DIR)/aardvark-dns $(PODMAN_HELPER_DIR)/weft
+	-$(SUDO) rmdir $(PODMAN_HELPER_DIR)

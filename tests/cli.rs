@@ -305,7 +305,8 @@ fn named_namespaces_get_a_resolv_conf_and_names_resolve() {
     assert!(text.contains("nameserver 172.30.5.1\nnameserver 172.30.4.1\n"), "{text}");
 
     // `ip netns exec` mounts it: a process there resolves its peers.
-    let _dns = Dns::start(&sb, &["--upstream", "127.0.0.1:9"]);
+    let dns = Dns::start(&sb, &["--upstream", "127.0.0.1:9"]);
+    eventually("weft dns on both gateways", || dns.log().matches("serving DNS on").count() == 2);
     for name in [bn.as_str(), "bee"] {
         let out = Command::new("ip")
             .args(["netns", "exec", &an, "getent", "hosts", name])
@@ -360,9 +361,18 @@ fn swapped_and_mistyped_arguments_are_named() {
 
 // ---- 7. without root: one line that says so ----
 
+/// Runs weft as user nobody: a copy of the binary in a directory anyone
+/// may enter (the build directory may be under a private home).
 fn as_nobody(args: &[&str]) -> harness::Run {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("weft");
+    std::fs::copy(WEFT, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", WEFT])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
         .args(args)
         .env_remove("WEFT_STATE_DIR")
         .output()
@@ -547,12 +557,52 @@ fn help_is_per_command_and_described() {
         let json = h.lines().find(|l| l.trim_start().starts_with("--json")).unwrap_or("");
         assert!(json.contains("Print JSON"), "{args:?}: --json undescribed:\n{h}");
     }
+    // Every argument and option of every command says what it is.
+    let commands = all_commands(&[]);
+    assert!(commands.contains(&vec!["network".to_string(), "create".to_string()]), "{commands:?}");
+    assert!(commands.len() > 15, "{commands:?}");
+    for cmd in commands {
+        let mut args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        args.push("-h");
+        let h = weft_plain(&args).stdout;
+        for l in h.lines().filter(|l| l.starts_with("  ")) {
+            let t = l.trim();
+            let item = t.starts_with('-') || t.starts_with('<');
+            let described = t.split("  ").filter(|p| !p.trim().is_empty()).count() > 1;
+            assert!(!item || described, "weft {cmd:?}: {t:?} has no description:\n{h}");
+        }
+    }
     let inspect = weft_plain(&["network", "inspect", "--help"]).stdout;
     assert!(inspect.contains("<NAME>  The network"), "{inspect}");
     // Global options still work after the command.
     let sb = Sandbox::new();
     let r = sb.weft(&["network", "ls", "-v"]);
     assert!(r.ok, "{}", r.stderr);
+}
+
+/// Every command and subcommand, from the help's Commands lists.
+fn all_commands(prefix: &[String]) -> Vec<Vec<String>> {
+    let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    args.push("--help");
+    let h = weft_plain(&args).stdout;
+    let mut out = Vec::new();
+    let mut in_list = false;
+    for l in h.lines() {
+        if l.starts_with("Commands:") {
+            in_list = true;
+        } else if in_list && l.starts_with("  ") {
+            let name = l.split_whitespace().next().unwrap().to_string();
+            if name != "help" {
+                let mut cmd = prefix.to_vec();
+                cmd.push(name);
+                out.extend(all_commands(&cmd));
+                out.push(cmd);
+            }
+        } else {
+            in_list = false;
+        }
+    }
+    out
 }
 
 #[test]
@@ -643,4 +693,88 @@ fn completion_scripts() {
     }
     let e = one_error_line(&weft_plain(&["completion", "tcsh"]));
     assert!(e.contains("invalid value 'tcsh'"), "{e}");
+
+    // `weft completion bash | head -1`: weft ends quietly when the reader
+    // is gone (no panic about a broken pipe), as `weft endpoint ls | head`. The script (70 KB) is more
+    // than a pipe holds (64 KiB), so weft is still writing when it goes.
+    let mut child = Command::new(WEFT)
+        .args(["completion", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "the status a SIGPIPE gives");
+}
+
+// ---- the README's tour prints what it says ----
+
+/// Runs the README's Tour (its `console` block) in a sandbox and compares
+/// each command's output with the README's, line by line. Containers get
+/// the sandbox's names (mapped back to `web` and `db`); MACs and veth names
+/// derive from those names, so they are masked, and runs of spaces (column
+/// widths) are compared as one.
+#[test]
+fn readme_tour_matches_what_the_commands_print() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let tour = readme.split("## Tour").nth(1).expect("a Tour section");
+    let block =
+        tour.split("```console\n").nth(1).expect("a console block").split("```").next().unwrap();
+    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
+    for l in block.lines() {
+        match l.strip_prefix("$ ") {
+            Some(cmd) => steps.push((cmd.to_string(), Vec::new())),
+            None => steps.last_mut().expect("output after a command").1.push(l.to_string()),
+        }
+    }
+    assert!(steps.len() > 10, "{steps:?}");
+
+    let mut sb = Sandbox::new();
+    let mut names: Vec<(String, &str)> = Vec::new();
+    let mask = |s: &str| -> String {
+        s.split_whitespace()
+            .map(|w| {
+                let hex = |t: &str| t.chars().all(|c| c.is_ascii_hexdigit());
+                if w.len() == 17 && w.split(':').count() == 6 {
+                    "MAC".to_string()
+                } else if w.len() == 14 && w.starts_with("vw") && hex(&w[2..]) {
+                    "VETH".to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (cmd, want) in steps {
+        if cmd.starts_with("ip netns add") {
+            for tag in ["web", "db"] {
+                let i = sb.container(tag);
+                names.push((sb.c(i).name.clone(), tag));
+            }
+            continue;
+        }
+        let args: Vec<String> = cmd
+            .strip_prefix("weft ")
+            .unwrap_or_else(|| panic!("not a weft command: {cmd}"))
+            .split_whitespace()
+            .map(|a| names.iter().find(|(_, t)| *t == a).map_or(a.to_string(), |(n, _)| n.clone()))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = sb.weft(&args);
+        let mut got = format!("{}{}", r.stdout, r.stderr);
+        for (n, t) in &names {
+            got = got.replace(n.as_str(), t);
+        }
+        let got: Vec<String> = got.lines().map(mask).collect();
+        let want: Vec<String> = want.iter().map(|l| mask(l)).collect();
+        assert_eq!(got, want, "`{cmd}` prints otherwise than the README says");
+    }
 }

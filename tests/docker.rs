@@ -12,6 +12,7 @@
 
 mod harness;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +67,33 @@ struct DockerHost {
     holder: Child,
     dockerd: Option<Child>,
     plugin: Option<Child>,
+    /// The kernel boot id weft is told (`WEFT_BOOT_ID`) after a simulated
+    /// reboot.
+    boot_id: Option<String>,
+}
+
+/// A process in the host's network namespace and a new private mount
+/// namespace: a tmpfs on /run (so /run/docker/plugins is the test's) and
+/// `etc` on /etc/docker. Prints `ready` once set up.
+fn spawn_holder(host_ns: &Path, etc: &Path) -> Child {
+    let setup = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
+         mount --bind {etc} /etc/docker && echo ready && exec sleep infinity",
+        etc = etc.display()
+    );
+    let mut holder = Command::new("nsenter")
+        .arg(format!("--net={}", host_ns.display()))
+        .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &setup])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn unshare");
+    let mut ready = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut ready)
+        .expect("read holder");
+    assert_eq!(ready.trim(), "ready", "private mount namespace setup failed");
+    holder
 }
 
 impl DockerHost {
@@ -95,29 +123,67 @@ impl DockerHost {
             std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
         }
         std::fs::write(dir.path().join("daemon.json"), "{}").expect("daemon.json");
-        let setup = format!(
-            "mount -t tmpfs tmpfs /run && mkdir -p /run/docker/plugins && \
-             mount --bind {etc} /etc/docker && echo ready && exec sleep infinity",
-            etc = dir.path().join("etc").display()
-        );
-        let mut holder = Command::new("nsenter")
-            .arg(format!("--net={}", host_ns.display()))
-            .args(["unshare", "-m", "--propagation", "private", "sh", "-c", &setup])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn unshare");
-        let mut ready = String::new();
-        use std::io::BufRead;
-        std::io::BufReader::new(holder.stdout.take().expect("stdout"))
-            .read_line(&mut ready)
-            .expect("read holder");
-        assert_eq!(ready.trim(), "ready", "private mount namespace setup failed");
-        let mut h =
-            DockerHost { sb, state_dir, weft_args, dir, holder, dockerd: None, plugin: None };
+        let holder = spawn_holder(&host_ns, &dir.path().join("etc"));
+        let mut h = DockerHost {
+            sb,
+            state_dir,
+            weft_args,
+            dir,
+            holder,
+            dockerd: None,
+            plugin: None,
+            boot_id: None,
+        };
         h.start_plugin();
         h.start_dockerd(false);
         h.import_image();
         h
+    }
+
+    /// Kills every process of the host's mount namespace (dockerd,
+    /// containerd, shims, containers, the plugin: all started by the test)
+    /// and the namespace's holder.
+    fn kill_all(&mut self) {
+        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok();
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if pid as u32 != self.holder.id()
+                    && mnt.is_some()
+                    && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == mnt
+                {
+                    // SAFETY: a process in the test's own mount namespace.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        for c in [self.dockerd.take(), self.plugin.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.wait();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+
+    /// A simulated reboot: every process of the host dies and its network
+    /// namespace (links, bridges, nftables) is replaced by a fresh one; the
+    /// disks stay (dockerd's data root, weft's state directory). weft is
+    /// told a new boot id. dockerd and the plugin start again.
+    fn reboot(&mut self, boot_id: &str) {
+        self.kill_all();
+        // dockerd's exec root is on /run, a tmpfs, on a real host.
+        let exec = self.path("exec");
+        std::fs::remove_dir_all(&exec).expect("clear the exec root");
+        std::fs::create_dir(&exec).expect("exec root");
+        let sb = self.sb.as_mut().expect("a single-host test");
+        sb.host = harness::Netns::new("host");
+        let ns = sb.host.path.clone();
+        self.holder = spawn_holder(&ns, &self.path("etc"));
+        self.boot_id = Some(boot_id.to_string());
+        self.start_plugin();
+        self.start_dockerd(false);
     }
 
     fn sb(&self) -> &Sandbox {
@@ -137,6 +203,7 @@ impl DockerHost {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(args)
+            .envs(self.boot_id.iter().map(|b| ("WEFT_BOOT_ID", b)))
             .output()
             .expect("spawn weft");
         to_run(out)
@@ -171,6 +238,7 @@ impl DockerHost {
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(["-v", "docker-plugin"])
+            .envs(self.boot_id.iter().map(|b| ("WEFT_BOOT_ID", b)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -340,25 +408,7 @@ impl Drop for DockerHost {
         }
         self.stop_dockerd();
         self.stop_plugin();
-        // Whatever dockerd left in the namespace (containerd, shims) goes
-        // with the holder: all of it was started by this test.
-        let mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok();
-        if let Ok(procs) = std::fs::read_dir("/proc") {
-            for p in procs.flatten() {
-                let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                    continue;
-                };
-                if pid as u32 != self.holder.id()
-                    && mnt.is_some()
-                    && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == mnt
-                {
-                    // SAFETY: a process in the test's own mount namespace.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        self.kill_all();
     }
 }
 
@@ -405,15 +455,41 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
 
     // -p: from the host's own address, localhost, another container (via
     // the host address) and an outside namespace.
-    let from_host = |addr: &str| {
+    let from_host = |addr: &str, port: u16| {
         h.sb()
             .host
-            .sh(&format!("busybox nc -w 2 {addr} 8080 </dev/null || true"))
+            .sh(&format!("busybox nc -w 2 {addr} {port} </dev/null || true"))
             .trim()
             .to_string()
     };
-    assert_eq!(from_host("203.0.113.1"), "hello");
-    assert_eq!(from_host("127.0.0.1"), "hello");
+    assert_eq!(from_host("203.0.113.1", 8080), "hello");
+    assert_eq!(from_host("127.0.0.1", 8080), "hello");
+    // A host address in -p limits the port to it; udp and ranges are
+    // recorded with the endpoint and in weft's maps.
+    h.run(
+        "local",
+        &["--network", "front", "-p", "127.0.0.1:8081:80", "-p", "9000-9001:90-91/udp"],
+        HELLO,
+    );
+    assert_eq!(from_host("127.0.0.1", 8081), "hello");
+    assert_eq!(from_host("203.0.113.1", 8081), "");
+    let eps = h.weft_endpoints();
+    let ports: Vec<String> = eps
+        .iter()
+        .flat_map(|e| e["ports"].as_array().cloned().unwrap_or_default())
+        .map(|p| {
+            format!("{}:{}:{}>{}", p["protocol"], p["host_ip"], p["host_port"], p["container_port"])
+        })
+        .collect();
+    for want in [
+        r#""tcp":"127.0.0.1":8081>80"#,
+        r#""udp":null:9000>90"#,
+        r#""udp":null:9001>91"#,
+        r#""tcp":null:8080>80"#,
+    ] {
+        assert!(ports.iter().any(|p| p == want), "{want} not in {ports:?}");
+    }
+    h.docker_ok(&["rm", "-f", "local"]);
     assert_eq!(h.exec_ok("db", "nc -w 2 203.0.113.1 8080 </dev/null").trim(), "hello");
     let out = h.sb().outside.as_ref().expect("outside");
     assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
@@ -585,12 +661,20 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
             "not a number",
         ),
         (&["run", "--rm", "--network", "n", "-p", "80", IMAGE, "true"], "chosen host ports only"),
+        (
+            &["run", "--rm", "--network", "n", "--ip", "10.72.0.1", IMAGE, "true"],
+            "10.72.0.1 is the network's gateway",
+        ),
     ];
     for (args, want) in bad {
         let err = h.docker_err(args);
         assert!(err.contains("weft: ") && err.contains(want), "docker {args:?}: {err}");
         assert_eq!(h.sb().snapshot(), before, "docker {args:?} left something behind");
     }
+    // An address outside the subnet: Docker refuses it before asking weft.
+    let err = h.docker_err(&["run", "--rm", "--network", "n", "--ip", "10.99.0.7", IMAGE, "true"]);
+    assert!(err.contains("10.99.0.7"), "{err}");
+    assert_eq!(h.sb().snapshot(), before, "--ip outside the subnet left something behind");
     // A network in use: Docker refuses to remove it, and weft refuses to
     // remove it under Docker.
     h.run("cc", &["--network", "n"], &["sleep", "1000"]);
@@ -599,15 +683,130 @@ fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
     assert!(h.sb().weft_err(&["network", "rm", &name]).contains("endpoint"));
 }
 
+/// A plugin on its own socket in a temporary directory, without dockerd:
+/// the protocol and the socket's protection, seen from a client.
+struct LonePlugin {
+    sb: Sandbox,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl LonePlugin {
+    fn start() -> LonePlugin {
+        let sb = Sandbox::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Others may traverse it: only the socket's own mode protects it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let child = sb
+            .weft_cmd(&["docker-plugin", "--socket"])
+            .arg(dir.path().join("weft.sock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn weft docker-plugin");
+        let p = LonePlugin { sb, dir, child };
+        harness::eventually("the plugin's socket", || p.sock().exists());
+        p
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("weft.sock")
+    }
+
+    /// One POST on a fresh connection: status line and body.
+    fn post(&self, path: &str, body: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.sock()).expect("connect");
+        write!(
+            s,
+            "POST /{path} HTTP/1.1\r\nHost: plugin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    }
+
+    /// Whether a process of user `nobody` (65534) can connect.
+    fn nobody_connects(&self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: a zeroed sockaddr_un is valid; the path fits (a tempdir).
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, b) in addr.sun_path.iter_mut().zip(self.sock().as_os_str().as_bytes()) {
+            *d = *b as libc::c_char;
+        }
+        let mut cmd = Command::new("/bin/true");
+        // SAFETY: only async-signal-safe system calls between fork and
+        // exec; the child reports a refused connect as a failed spawn.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The plugin hangs up on another user without answering.
+                let req = b"POST /Plugin.Activate HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+                if libc::send(fd, req.as_ptr().cast(), req.len(), libc::MSG_NOSIGNAL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut buf = [0u8; 16];
+                if libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) <= 0 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ECONNRESET));
+                }
+                Ok(())
+            });
+        }
+        cmd.status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for LonePlugin {
+    fn drop(&mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = &self.sb;
+    }
+}
+
 #[test]
-fn plugin_socket_is_root_only() {
-    let h = DockerHost::new();
-    let out = h
-        .inside("stat")
-        .args(["-c", "%a %U", "/run/docker/plugins/weft.sock"])
-        .output()
-        .expect("stat");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "600 root");
+fn plugin_speaks_the_protocol_and_its_socket_is_root_only() {
+    let p = LonePlugin::start();
+    let meta = std::fs::metadata(p.sock()).expect("socket");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, 0));
+
+    let (status, body) = p.post("Plugin.Activate", "");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Implements"], serde_json::json!(["NetworkDriver", "IpamDriver"]));
+    // Unknown methods are 404, so Docker treats them as optional.
+    assert_eq!(p.post("NetworkDriver.AllocateNetwork", "{}").0, "HTTP/1.1 404 Not Found");
+    // A request weft cannot use: one line, under both protocols' names.
+    let (status, body) = p.post("IpamDriver.RequestPool", "{not json");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let err = v["Err"].as_str().expect("Err");
+    assert!(err.starts_with("weft: malformed request") && !err.contains('\n'), "{err}");
+    assert_eq!(v["Error"], v["Err"]);
+
+    // Another user cannot connect (0600), nor be served if the mode were
+    // loosened (the plugin checks the peer's uid).
+    assert!(!p.nobody_connects(), "user nobody connected to the plugin");
+    std::fs::set_permissions(p.sock(), std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert!(!p.nobody_connects(), "user nobody was served by the plugin");
 }
 
 #[test]
@@ -716,4 +915,110 @@ fn overlay_network_spans_dockerds_on_two_hosts_without_swarm() {
     hosts[1].docker_ok(&["network", "rm", "span"]);
     assert!(hosts[1].weft(&["network", "inspect", "ov"]).ok);
     assert_eq!(hosts[0].weft_endpoints().len(), 1);
+}
+
+#[test]
+fn dual_stack_network_gives_ipv6_addresses() {
+    let h = DockerHost::new();
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--ipam-driver",
+        "weft",
+        "--ipv6",
+        "--subnet",
+        "10.75.0.0/24",
+        "--subnet",
+        "fd00:75::/64",
+        "dual",
+    ]);
+    let net = h.weft_network("dual");
+    assert_eq!(net["subnet6"], "fd00:75::/64", "{net}");
+    h.run("six", &["--network", "dual", "--ip6", "fd00:75::10"], &["sleep", "1000"]);
+    h.run("other", &["--network", "dual"], &["sleep", "1000"]);
+    let addrs = h.exec_ok("six", "ip -6 -o addr show eth0; ip -6 route show default");
+    assert!(addrs.contains("fd00:75::10/64"), "{addrs}");
+    assert!(
+        addrs.contains(&format!("via {}", net["gateway6"].as_str().expect("gateway6"))),
+        "{addrs}"
+    );
+    h.exec_ok("other", "ping -c 1 -W 2 fd00:75::10");
+    let eps = h.weft_endpoints();
+    assert!(eps.iter().any(|e| e["address6"] == "fd00:75::10/64"), "{eps:?}");
+
+    // weft's network driver with Docker's own IPAM driver works too.
+    h.docker_ok(&["network", "create", "-d", "weft", "--subnet", "10.78.0.0/24", "plain"]);
+    h.run("plain1", &["--network", "plain"], &["sleep", "1000"]);
+    h.run("plain2", &["--network", "plain"], &["sleep", "1000"]);
+    h.exec_ok("plain1", "ping -c 1 -W 2 plain2");
+    assert_eq!(h.weft_network("plain")["subnet"], "10.78.0.0/24");
+}
+
+#[test]
+fn host_reboot_loses_no_endpoint_and_leaks_nothing() {
+    let mut h = DockerHost::new();
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "weft",
+        "--ipam-driver",
+        "weft",
+        "--subnet",
+        "10.77.0.0/24",
+        "boot",
+    ]);
+    h.run("b1", &["--network", "boot"], &["sleep", "1000"]);
+    h.run("b2", &["--network", "boot", "-p", "8080:80"], HELLO);
+    let bridge = format!("br-{}", &h.network_id("boot")[..12]);
+
+    h.reboot("simulated-boot-2");
+    // weft's records of the old boot are gone (their namespaces and links
+    // died with it); dockerd's containers are stopped, its network kept.
+    harness::eventually("old boot's endpoints reclaimed", || h.weft_endpoints().is_empty());
+    assert!(h.docker_ok(&["ps", "-q"]).is_empty());
+    // Started again: the bridge is rebuilt, the ports are published again,
+    // no address is handed out twice.
+    h.docker_ok(&["start", "b1", "b2"]);
+    assert!(h.sb().has_link(&bridge), "bridge {bridge} not rebuilt");
+    let (a, b) = (h.ip_of("b1", "boot"), h.ip_of("b2", "boot"));
+    assert_ne!(a, b);
+    assert_eq!(h.weft_endpoints().len(), 2);
+    h.exec_ok("b1", "ping -c 1 -W 2 b2");
+    assert_eq!(h.sb().host.sh("busybox nc -w 2 127.0.0.1 8080 </dev/null || true").trim(), "hello");
+    // weft gc agrees with dockerd: nothing stale, no link without an owner.
+    let gc = h.weft_json(&["gc", "--json"]);
+    for k in ["endpoints", "veths", "bridges"] {
+        assert_eq!(gc[k].as_array().map(Vec::len), Some(0), "{gc}");
+    }
+    let veths = h.sb().host_link_names().into_iter().filter(|n| n.starts_with("vw")).count();
+    assert_eq!(veths, 2);
+}
+
+#[test]
+fn containers_started_at_once_get_distinct_addresses() {
+    let h = DockerHost::new();
+    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "many"]);
+    let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    std::thread::scope(|s| {
+        for n in &names {
+            let h = &h;
+            s.spawn(move || h.run(n, &["--network", "many"], &["sleep", "1000"]));
+        }
+    });
+    let mut ips: Vec<String> = names.iter().map(|n| h.ip_of(n, "many")).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), names.len(), "duplicate addresses: {ips:?}");
+    let eps = h.weft_endpoints();
+    assert_eq!(eps.len(), names.len());
+    let mut weft_ips: Vec<String> = eps
+        .iter()
+        .filter_map(|e| e["address"].as_str())
+        .map(|a| a.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    weft_ips.sort();
+    assert_eq!(weft_ips, ips, "weft and Docker disagree on the addresses");
 }

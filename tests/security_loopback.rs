@@ -83,6 +83,48 @@ fn container_cannot_reach_the_hosts_loopback() {
     assert!(!reaches(sb.c(evil), "127.0.0.1", 9999, &sb.host, secret), "after gc");
 }
 
+/// Runs `f` on a thread inside `ns`.
+fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let fd = ns.fd();
+    std::thread::spawn(move || {
+        // SAFETY: the caller keeps `ns` (and so fd) open while the thread
+        // runs; setns moves only this thread.
+        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}
+
+/// A container that sends from a loopback address (it owns its namespace:
+/// route_localnet on its own eth0) must not look like a local process to
+/// the host's services, which often trust 127.0.0.0/8. The bridge's
+/// route_localnet skips the kernel's martian-source check.
+#[test]
+fn container_cannot_pose_as_the_hosts_loopback() {
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "n", "--subnet", "172.25.4.0/24"]);
+    let web = sb.container("web");
+    let evil = sb.container("evil");
+    sb.attach("n", web, &["-p", "8080:80"]);
+    sb.attach("n", evil, &[]);
+    // The kernel's default; reverse-path filtering would hide the hole.
+    sb.host.sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.weft-n.rp_filter=0");
+    sb.c(evil)
+        .sh("sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1");
+    let server = in_ns(&sb.host, || std::net::UdpSocket::bind("0.0.0.0:9998").expect("bind"));
+    server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    for from in ["127.0.0.2:0", "127.0.0.1:0"] {
+        in_ns(sb.c(evil), move || {
+            let s = std::net::UdpSocket::bind(from).expect("bind loopback");
+            s.send_to(b"trust me", "172.25.4.1:9998").expect("send")
+        });
+    }
+    let mut buf = [0u8; 16];
+    let got = server.recv_from(&mut buf).ok().map(|(_, peer)| peer);
+    assert!(got.is_none(), "the host took a datagram from {got:?} through the bridge");
+}
+
 /// A port published on 127.0.0.1 is for the host alone: a neighbour on the
 /// outside link and a container of another weft network that send their
 /// packets to 127.0.0.1 through the host do not reach it; the host does.

@@ -222,6 +222,11 @@ impl NetConf {
                 }
                 None => None,
             };
+            // The runtime chooses host ports; a result could not tell it one
+            // weft chose (the CLI's `-p 80`).
+            if pm.host_port == 0 {
+                return Err(bad("port 0 cannot be published".into()));
+            }
             let m = PortMapping {
                 host_ip,
                 ..PortMapping::single(protocol, pm.host_port, pm.container_port)

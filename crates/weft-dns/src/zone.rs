@@ -176,6 +176,10 @@ mod tests {
         assert_eq!(a.reverse(ip("10.1.0.3")), Some("db"));
         assert_eq!(a.reverse(ip("10.2.0.2")), None);
         assert!(a.covers(ip("10.1.0.200")) && !a.covers(ip("10.2.0.2")));
+        assert!(!a.internal());
+        let mut i = net("i", "10.3.0.0/24", None);
+        i.internal = true;
+        assert!(Zone::build(&[i], &[]).network("i").unwrap().internal(), "internal carried over");
         assert_eq!(
             z.listen,
             [

@@ -19,10 +19,13 @@ const NETLINK_NETFILTER: i32 = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 const NFPROTO_INET: u8 = 1;
 
+const NFTA_TABLE_NAME: u16 = 1;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
@@ -76,6 +79,40 @@ pub(crate) fn apply(table: &str, entries: &[Entry], op: Op) -> io::Result<()> {
     let sock = Socket::open()?;
     sock.send(&batch)?;
     sock.await_acks(&acked)
+}
+
+/// Whether table `inet <table>` exists: one GETTABLE request, answered
+/// with the table or ENOENT (microseconds, no listing of its contents).
+pub(crate) fn table_exists(table: &str) -> io::Result<bool> {
+    let mut msg = Vec::new();
+    let msg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE;
+    push_msg(&mut msg, msg_type, NLM_F_ACK, 1, NFPROTO_INET, 0, |b| {
+        attr_str(b, NFTA_TABLE_NAME, table);
+    });
+    let sock = Socket::open()?;
+    sock.send(&msg)?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: buf is valid for its length.
+    let n = unsafe { libc::recv(sock.fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let msg = &buf[..n as usize];
+    if msg.len() < 16 {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "short nf_tables answer"));
+    }
+    let kind = u16::from_ne_bytes(msg[4..6].try_into().expect("2 bytes"));
+    if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE {
+        return Ok(true);
+    }
+    if kind == NLMSG_ERROR && msg.len() >= 20 {
+        return match -i32::from_ne_bytes(msg[16..20].try_into().expect("4 bytes")) {
+            libc::ENOENT => Ok(false),
+            0 => Ok(true),
+            code => Err(io::Error::from_raw_os_error(code)),
+        };
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, format!("unexpected nf_tables answer {kind}")))
 }
 
 /// One element: key, key end and, when adding, the value it maps to.

@@ -152,6 +152,16 @@ impl Firewall {
         self.apply(&[])
     }
 
+    /// Whether weft's table exists (gone after `nft flush ruleset`): a
+    /// cheap check that needs neither nft nor libnftables.
+    pub fn table_present(&self) -> Result<bool, FirewallError> {
+        crate::nfnl::table_exists(&self.table).map_err(|e| FirewallError::Nft {
+            action: "looking up",
+            table: format!("inet {}", self.table),
+            message: e.to_string(),
+        })
+    }
+
     pub fn status(&self) -> Result<TableStatus, FirewallError> {
         let listed = self.nft(&["-j", "list", "table", "inet", &self.table], None, "listing");
         let out = match listed {

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! chain localnet (filter, raw)     iifname != "lo" ip daddr 127.0.0.0/8 drop
+//!                                  iifname != "lo" ip saddr 127.0.0.0/8 drop
 //! chain prerouting (nat, dstnat)   fib daddr type local jump publish
 //! chain output     (nat, dstnat)   fib daddr type local jump publish   (the host itself, 127.0.0.1 too)
 //! chain publish
@@ -25,8 +26,12 @@
 //! of the host that listen on 127.0.0.1 only. It drops before conntrack,
 //! by the address on the wire, so replies to the host's own connections to
 //! 127.0.0.1 (which arrive addressed to the bridge's address and are
-//! un-NATed later) pass. IPv6 needs no such rule: the kernel drops a packet
-//! to ::1 that did not come from `lo` before any hook.
+//! un-NATed later) pass. The same holds for sources: `route_localnet` also
+//! skips the martian-source check, so a container could send from
+//! 127.0.0.2 to a host service that trusts loopback; replies to the host's
+//! localhost publishing carry the container's address until un-NATed.
+//! IPv6 needs no such rules: the kernel drops a packet from or to ::1 that
+//! did not come from `lo` before any hook (RFC 4291 2.5.3).
 //!
 //! KEY is `daddr . l4proto . dport`; the address part is `0.0.0.0/0` (`::/0`)
 //! when the port is published on every host address. `hairpin4`/`hairpin6`
@@ -77,7 +82,7 @@ const PRIO_DSTNAT: i32 = -100;
 const PRIO_RAW: i32 = -300;
 
 /// Rules that port publishing adds to weft's table.
-pub const RULES: usize = 10;
+pub const RULES: usize = 11;
 
 /// Whether the host reaches this published port by 127.0.0.1, which needs
 /// `route_localnet` on the network's bridge: ports published on every
@@ -267,24 +272,24 @@ fn rules() -> Vec<(&'static str, &'static str, Vec<Statement<'static>>)> {
             len: 8,
         }))
     };
+    let not_from_lo = |field: &'static str| {
+        vec![
+            Statement::Match(Match {
+                left: meta(MetaKey::Iifname),
+                right: Expression::String("lo".into()),
+                op: Operator::NEQ,
+            }),
+            Statement::Match(Match {
+                left: payload("ip", field),
+                right: loopback(),
+                op: Operator::EQ,
+            }),
+            Statement::Drop(None),
+        ]
+    };
     vec![
-        (
-            LOCALNET,
-            "loopback addresses come from lo only (CVE-2020-8558)",
-            vec![
-                Statement::Match(Match {
-                    left: meta(MetaKey::Iifname),
-                    right: Expression::String("lo".into()),
-                    op: Operator::NEQ,
-                }),
-                Statement::Match(Match {
-                    left: payload("ip", "daddr"),
-                    right: loopback(),
-                    op: Operator::EQ,
-                }),
-                Statement::Drop(None),
-            ],
-        ),
+        (LOCALNET, "loopback addresses come from lo only (CVE-2020-8558)", not_from_lo("daddr")),
+        (LOCALNET, "nobody outside poses as the host's loopback", not_from_lo("saddr")),
         (PREROUTING, "published ports: traffic to the host's addresses", vec![local(), jump()]),
         (OUTPUT, "published ports: traffic from the host itself", vec![local(), jump()]),
         (PUBLISH, "published port, container port differs", dnat(false, true)),

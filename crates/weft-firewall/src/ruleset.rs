@@ -117,7 +117,9 @@ fn build(
             _type: Some(kind),
             hook: Some(hook),
             prio: Some(prio),
-            // Accept: traffic that is not weft's is none of weft's business.
+            // Accept: traffic that is not weft's is none of weft's business
+            // (routing it only because weft turned forwarding on is: see
+            // chain `foreign`).
             policy: Some(NfChainPolicy::Accept),
             ..Chain::default()
         }));

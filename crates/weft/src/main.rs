@@ -6,13 +6,14 @@ mod config;
 mod daemon;
 mod diagnose;
 mod docker;
+mod netavark;
 mod ops;
 mod output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, Parser};
 
 /// `weft --version`: the release, then which commit it was built from.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("WEFT_BUILD_INFO"), ")");
@@ -111,20 +112,24 @@ fn without_globals_in_commands(cmd: clap::Command) -> clap::Command {
 /// Parses the command line. Help and version go to stdout; an argument
 /// error is one `weft: error:` line (clap's tip folded into it) and exit 2.
 fn parse_args() -> Result<Cli, ExitCode> {
-    let mut cmd = cli_command();
-    let parsed = cmd
-        .try_get_matches_from_mut(std::env::args_os())
-        .and_then(|mut m| Cli::from_arg_matches_mut(&mut m));
+    // clap builds only the commands on the way to the one given; the
+    // parser with hidden globals builds them all, so it is made only when
+    // help is shown (attach and detach are on the hot path).
+    let parsed = Cli::try_parse();
     match parsed {
         Ok(cli) => Ok(cli),
         Err(e) => {
             use clap::error::ErrorKind as K;
+            let help = |e: clap::Error| {
+                let shown = cli_command().try_get_matches_from(std::env::args_os()).err();
+                let _ = shown.filter(|s| s.kind() == e.kind()).unwrap_or(e).print();
+            };
             if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion) {
-                let _ = e.print();
+                help(e);
                 return Err(ExitCode::SUCCESS);
             }
             if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
-                let _ = e.print();
+                help(e);
                 return Err(ExitCode::from(2));
             }
             eprintln!("weft: error: {}", usage_error_line(&e.render().to_string()));
@@ -160,6 +165,16 @@ fn usage_error_line(rendered: &str) -> String {
 }
 
 fn main() -> ExitCode {
+    // Podman runs its network backend as `netavark` (weft linked under
+    // that name in a helper directory); `weft netavark ...` is the same.
+    let args: Vec<_> = std::env::args_os().collect();
+    if let Some(args) = netavark::invocation(&args) {
+        init_logs(0);
+        return netavark::main(args);
+    }
+    if netavark::is_aardvark(&args) {
+        return netavark::aardvark_main(&args);
+    }
     // Runtimes run CNI plugins with CNI_COMMAND set and no arguments.
     if std::env::var_os("CNI_COMMAND").is_some() {
         init_logs(0);
@@ -172,15 +187,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
-    // Foreground services say what they do by default, as dockerd does.
-    let base = if cli.command.long_running() { 1 } else { 0 };
-    if !cli.command.long_running() {
-        // `weft endpoint ls | head` ends quietly when head is done, as other
-        // CLIs do; services keep ignoring SIGPIPE (a client that hung up
-        // must not stop them).
-        // SAFETY: restoring a signal's default action has no preconditions.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    }
+    // `weft dns` says when it starts, fails a query and stops, by default
+    // (its log has a line per event, not per request it answers well).
+    let base = u8::from(matches!(cli.command, commands::Command::Dns(_)));
     init_logs(cli.verbose + base);
     let setup = config::Cluster::resolve(
         &cli.config,
@@ -226,4 +235,29 @@ fn init_logs(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_error_line;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let missing = "error: the following required arguments were not provided:\n  \
+                       <NETWORK>\n  <CONTAINER>\n\nUsage: weft attach <NETWORK> <CONTAINER>\n\n\
+                       For more information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(missing),
+            "the following required arguments were not provided: <NETWORK>, <CONTAINER>; \
+             see 'weft attach --help'"
+        );
+        let typo = "error: unrecognized subcommand 'netwrk'\n\n  tip: a similar subcommand \
+                    exists: 'network'\n\nUsage: weft [OPTIONS] <COMMAND>\n\nFor more \
+                    information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line(typo),
+            "unrecognized subcommand 'netwrk' (a similar subcommand exists: 'network'); \
+             see 'weft --help'"
+        );
+    }
 }

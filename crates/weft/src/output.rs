@@ -129,8 +129,25 @@ pub fn line(s: &str) {
             buf.push_str(s);
             buf.push('\n');
         }
-        None => println!("{s}"),
+        None => text(&format!("{s}\n")),
     })
+}
+
+/// Writes to stdout as it is. When the reader has gone (`weft ... | head`)
+/// weft stops quietly with the status a SIGPIPE would give (128 + 13);
+/// results are printed after the work is done, so nothing is cut short.
+/// (SIGPIPE itself stays ignored: it would kill weft writing to a closed
+/// socket or to `nft`'s stdin mid-operation.)
+pub fn text(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("weft: error: write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Runs `f` with the results it prints collected, not printed.
@@ -241,29 +258,29 @@ pub fn endpoint_table(eps: &[EndpointView]) {
 
 pub fn network_details(v: &NetworkView) {
     let n = &v.network;
-    println!("name:      {}", n.name);
-    println!("driver:    {}", n.driver);
-    println!("bridge:    {}", n.bridge);
-    println!("subnet:    {} (gateway {})", n.subnet, n.gateway);
+    line(&format!("name:      {}", n.name));
+    line(&format!("driver:    {}", n.driver));
+    line(&format!("bridge:    {}", n.bridge));
+    line(&format!("subnet:    {} (gateway {})", n.subnet, n.gateway));
     if let (Some(s6), Some(g6)) = (n.subnet6, n.gateway6) {
-        println!("subnet6:   {s6} (gateway {g6})");
+        line(&format!("subnet6:   {s6} (gateway {g6})"));
     }
-    println!("mtu:       {}", n.mtu);
-    println!(
+    line(&format!("mtu:       {}", n.mtu));
+    line(&format!(
         "internal:  {}",
         if n.internal { "yes (no NAT, no route out)" } else { "no (outbound NAT)" }
-    );
-    println!("endpoints: {}", v.endpoints.len());
+    ));
+    line(&format!("endpoints: {}", v.endpoints.len()));
     let ports: Vec<String> = v
         .endpoints
         .iter()
         .flat_map(|e| e.ep.ports.iter().map(|p| format!("{} ({})", port_text(p), e.ep.container)))
         .collect();
     if !ports.is_empty() {
-        println!("ports:     {}", ports.join(", "));
+        line(&format!("ports:     {}", ports.join(", ")));
     }
     if !v.endpoints.is_empty() {
-        println!();
+        line("");
         endpoint_table(&v.endpoints);
     }
 }

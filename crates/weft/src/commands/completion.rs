@@ -17,7 +17,9 @@ pub struct Completion {
 impl Completion {
     pub fn run(self) -> Result<()> {
         let mut cmd = crate::cli_command();
-        clap_complete::generate(self.shell, &mut cmd, "weft", &mut std::io::stdout());
+        let mut script = Vec::new();
+        clap_complete::generate(self.shell, &mut cmd, "weft", &mut script);
+        crate::output::text(&String::from_utf8_lossy(&script));
         Ok(())
     }
 }
@@ -35,7 +37,7 @@ impl Man {
             .with_context(|| format!("create {}", self.dir.display()))?;
         clap_mangen::generate_to(crate::man_command(), &self.dir)
             .with_context(|| format!("write man pages to {}", self.dir.display()))?;
-        println!("wrote man pages to {}", self.dir.display());
+        crate::output::line(&format!("wrote man pages to {}", self.dir.display()));
         Ok(())
     }
 }

@@ -30,6 +30,11 @@ pub struct Dns {
     /// How often to look for changes in the store, in milliseconds.
     #[arg(long, default_value_t = 10)]
     poll_ms: u64,
+    /// Hold an exclusive lock on this file and write the pid into it; exit
+    /// at once, successfully, if another server holds it (how weft as
+    /// Podman's backend starts one server per state directory).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<std::path::PathBuf>,
 }
 
 impl Dns {
@@ -37,6 +42,16 @@ impl Dns {
         if crate::ops::context::cluster().is_some() {
             bail!("weft dns follows the embedded store of one host; with a cluster store, `weft agent` serves DNS");
         }
+        let _pid_lock = match &self.pid_file {
+            Some(p) => match crate::ops::context::try_lock(p) {
+                Ok(f) => {
+                    write_pid(&f)?;
+                    Some(f)
+                }
+                Err(_) => return Ok(()),
+            },
+            None => None,
+        };
         let upstreams = self.upstreams()?;
         let store = SqliteStore::open(state_dir)?;
         let z = zone(&store)?;
@@ -64,6 +79,13 @@ impl Dns {
     fn upstreams(&self) -> Result<Vec<SocketAddr>> {
         parse_upstreams(&self.upstreams)
     }
+}
+
+fn write_pid(mut f: &std::fs::File) -> Result<()> {
+    use std::io::Write;
+    f.set_len(0)?;
+    writeln!(f, "{}", std::process::id())?;
+    Ok(())
 }
 
 /// `--upstream` values (IP or IP:PORT), or the nameservers of

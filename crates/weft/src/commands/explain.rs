@@ -24,6 +24,7 @@ pub struct Explain {
     /// Also send a real packet and report where it was seen (interface counters).
     #[arg(long)]
     probe: bool,
+    /// Print the steps as JSON.
     #[arg(long)]
     json: bool,
     /// Width of the text output (default: the terminal's, else 100).
@@ -52,7 +53,7 @@ impl Explain {
         if self.json {
             crate::output::json(&e)?;
         } else {
-            print!("{}", diagnose::steps::render_text(&e, diagnose::width(self.width)));
+            crate::output::text(&diagnose::steps::render_text(&e, diagnose::width(self.width)));
         }
         if let Some((n, s)) = e.failure() {
             bail!(

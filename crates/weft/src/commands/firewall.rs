@@ -15,6 +15,7 @@ pub enum FirewallCommand {
     Reload,
     /// What is in weft's table now: rule count, set and map elements.
     Show {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -32,11 +33,11 @@ impl FirewallCommand {
                 ctx.sync_firewall()?;
                 let st = Firewall::new().status()?;
                 let ports: usize = st.maps.values().map(Vec::len).sum();
-                println!(
+                crate::output::line(&format!(
                     "reloaded table inet {}: {} rules, {ports} port elements",
                     Firewall::new().table(),
                     st.rules
-                );
+                ));
                 Ok(())
             }
             FirewallCommand::Show { json } => {
@@ -48,14 +49,18 @@ impl FirewallCommand {
                     }));
                 }
                 if !st.present {
-                    println!("no table inet {}", Firewall::new().table());
+                    crate::output::line(&format!("no table inet {}", Firewall::new().table()));
                     return Ok(());
                 }
-                println!("table inet {}: {} rules", Firewall::new().table(), st.rules);
+                crate::output::line(&format!(
+                    "table inet {}: {} rules",
+                    Firewall::new().table(),
+                    st.rules
+                ));
                 for (name, elems) in st.sets.iter().chain(&st.maps) {
-                    println!("{name}:");
+                    crate::output::line(&format!("{name}:"));
                     for e in elems {
-                        println!("  {e}");
+                        crate::output::line(&format!("  {e}"));
                     }
                 }
                 Ok(())

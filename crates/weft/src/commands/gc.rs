@@ -24,7 +24,7 @@ impl Gc {
         let mut ctx = match super::mutating(state_dir) {
             Err(e) if self.adopt && is_damaged(&e) => {
                 let aside = set_aside(state_dir)?;
-                println!("set the damaged store aside as {}", aside.display());
+                crate::output::line(&format!("set the damaged store aside as {}", aside.display()));
                 super::mutating(state_dir)?
             }
             r => r?,
@@ -45,7 +45,7 @@ impl Gc {
         }
         let show = |what: &str, v: &[String]| {
             for x in v {
-                println!("{what} {x}");
+                crate::output::line(&format!("{what} {x}"));
             }
         };
         show("removed endpoint", &report.endpoints);
@@ -55,7 +55,7 @@ impl Gc {
         show("rebuilt firewall", &report.firewall);
         show("adopted", &report.adopted);
         show("CONFLICT", &report.conflicts);
-        println!("gc: {} repair(s)", report.count());
+        crate::output::line(&format!("gc: {} repair(s)", report.count()));
         conflicts
     }
 }

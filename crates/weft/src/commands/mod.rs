@@ -75,11 +75,6 @@ pub enum Command {
 }
 
 impl Command {
-    /// A service that runs in the foreground until stopped.
-    pub fn long_running(&self) -> bool {
-        matches!(self, Command::Daemon(_) | Command::Agent(_) | Command::Dns(_))
-    }
-
     pub fn run(self, state_dir: &Path) -> Result<()> {
         match self {
             Command::Network(c) => c.run(state_dir),

@@ -123,7 +123,7 @@ impl NetworkCommand {
                     if net.internal {
                         what.push_str(", internal");
                     }
-                    println!("{what}");
+                    crate::output::line(&what);
                     Ok(())
                 }
             }
@@ -167,15 +167,15 @@ impl NetworkCommand {
                 let mut ctx = super::mutating(state_dir)?;
                 let (net, detached) = ops::network::remove(&mut ctx, &c.name, c.force)?;
                 for ep in &detached {
-                    println!(
+                    crate::output::line(&format!(
                         "detached {} from {} ({} {})",
                         ep.container,
                         net.name,
                         ep.ifname,
                         ep.address.addr()
-                    );
+                    ));
                 }
-                println!("removed network {}", net.name);
+                crate::output::line(&format!("removed network {}", net.name));
                 Ok(())
             }
         }

@@ -19,12 +19,14 @@ pub enum NodeCommand {
 
 #[derive(Args)]
 pub struct Ls {
+    /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 #[derive(Args)]
 pub struct Rm {
+    /// The host's node name, as `weft node ls` shows it.
     node: String,
 }
 

@@ -20,6 +20,7 @@ enum Format {
 pub struct Topology {
     /// Only this network.
     network: Option<String>,
+    /// text (a drawing), dot (Graphviz), svg or json.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Width of the text drawing (default: the terminal's, else 100).
@@ -33,10 +34,10 @@ impl Topology {
         let t = diagnose::topology(&mut ctx, self.network.as_deref())?;
         match self.format {
             Format::Text => {
-                print!("{}", diagnose::render_text::render(&t, diagnose::width(self.width)))
+                crate::output::text(&diagnose::render_text::render(&t, diagnose::width(self.width)))
             }
-            Format::Dot => print!("{}", diagnose::render_dot::render(&t)),
-            Format::Svg => print!("{}", diagnose::render_svg::render(&t)),
+            Format::Dot => crate::output::text(&diagnose::render_dot::render(&t)),
+            Format::Svg => crate::output::text(&diagnose::render_svg::render(&t)),
             Format::Json => crate::output::json(&t)?,
         }
         Ok(())

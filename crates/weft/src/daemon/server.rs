@@ -65,7 +65,7 @@ const WORKERS: usize = 8;
 /// How long a worker waits for a client's line before handing the client
 /// to a thread of its own: a client writes each line at once, so only an
 /// idle or stalled one takes longer, and it must not hold a worker.
-const WORKER_PATIENCE: Duration = Duration::from_millis(50);
+const WORKER_PATIENCE: Duration = Duration::from_millis(10);
 
 /// Slow clients waited for at once; beyond this, one more is declined at
 /// once (nothing run; the CLI runs the command itself).
@@ -208,8 +208,13 @@ enum Seat {
 }
 
 impl Seat {
-    fn patience(self) -> Duration {
+    /// With every slow-client thread taken, a worker hardly waits at all:
+    /// a client writes its line right after connecting, so it is there
+    /// already, and a flood of idle clients costs each one a millisecond
+    /// of a worker, not 10.
+    fn patience(self, slow: &AtomicUsize) -> Duration {
         match self {
+            Seat::Worker if slow.load(Ordering::SeqCst) >= MAX_SLOW => Duration::from_millis(1),
             Seat::Worker => WORKER_PATIENCE,
             Seat::Own => LINE_TIMEOUT,
         }
@@ -277,7 +282,12 @@ impl Daemon {
     /// Reads the request; declines it, or says it is ready and waits for
     /// the go-ahead.
     fn serve(self: &Arc<Self>, mut conn: Conn, seat: Seat) {
-        let line = match conn.line(seat.patience()) {
+        // Before reading a byte (the socket's mode keeps others out too).
+        if !matches!(peer_uid(&conn.stream), Some(uid) if uid == 0 || uid == self.uid) {
+            conn.send(&declined("the client's user may not use this daemon"));
+            return;
+        }
+        let line = match conn.line(seat.patience(&self.slow)) {
             Got::Line(line) => line,
             Got::Slow => return self.hand_off(conn, |d, conn| d.serve(conn, Seat::Own)),
             Got::Failed(why) => {
@@ -285,7 +295,7 @@ impl Daemon {
                 return;
             }
         };
-        match self.prepare(&conn.stream, &line) {
+        match self.prepare(&line) {
             Ok(job) => {
                 if conn.send(&Reply::Ready) {
                     self.go(conn, job, seat);
@@ -301,7 +311,7 @@ impl Daemon {
     /// that gave up (its timeout, a signal) before saying it was told the
     /// command did not run, and it never runs later.
     fn go(self: &Arc<Self>, mut conn: Conn, job: Prepared, seat: Seat) {
-        match conn.line(seat.patience()) {
+        match conn.line(seat.patience(&self.slow)) {
             Got::Line(l) if l == b"go" => {}
             Got::Slow => return self.hand_off(conn, move |d, conn| d.go(conn, job, Seat::Own)),
             Got::Line(_) => {
@@ -319,11 +329,7 @@ impl Daemon {
 
     /// Checks who sent what: Ok with the command to run, or the reply
     /// that declines it.
-    fn prepare(&self, stream: &UnixStream, body: &[u8]) -> Result<Prepared, Reply> {
-        match peer_uid(stream) {
-            Some(uid) if uid == 0 || uid == self.uid => {}
-            _ => return Err(declined("the client's user may not use this daemon")),
-        }
+    fn prepare(&self, body: &[u8]) -> Result<Prepared, Reply> {
         let Ok(req) = serde_json::from_slice::<Request>(body) else {
             return Err(declined("unreadable request"));
         };

@@ -156,3 +156,78 @@ pub fn release_address(st: &mut State, req: types::ReleaseAddress) -> Result<Emp
     }
     Ok(Empty {})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker::Plugin;
+    use weft_model::network::NetworkSpec;
+
+    /// A plugin on a fresh embedded store holding network `n`, 10.9.0.0/29.
+    fn plugin(dir: &std::path::Path) -> Plugin {
+        let ctx = crate::ops::Context::open(dir).expect("store");
+        let spec = NetworkSpec {
+            name: "n".into(),
+            subnet: Some("10.9.0.0/29".parse().unwrap()),
+            ..Default::default()
+        };
+        ctx.store.create_network(&spec, &[], 0).expect("network");
+        Plugin::new(ctx)
+    }
+
+    fn ask(p: &Plugin, address: &str, gateway: bool) -> Result<String> {
+        let options = gateway.then(|| {
+            HashMap::from([(types::ADDRESS_TYPE.to_string(), types::GATEWAY_TYPE.to_string())])
+        });
+        let req = types::RequestAddress {
+            pool_id: "weft:10.9.0.0/29".into(),
+            address: address.into(),
+            options,
+        };
+        request_address(&mut p.lock(), req).map(|r| r.address)
+    }
+
+    #[test]
+    fn addresses_are_held_until_released_and_the_gateway_is_the_network_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plugin(dir.path());
+        assert_eq!(ask(&p, "", true).unwrap(), "10.9.0.1/29");
+        assert!(ask(&p, "10.9.0.3", true).unwrap_err().to_string().contains("gateway"));
+        // 10.9.0.2 .. 10.9.0.6: five, each once.
+        let mut got: Vec<String> = (0..5).map(|_| ask(&p, "", false).unwrap()).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            ["10.9.0.2/29", "10.9.0.3/29", "10.9.0.4/29", "10.9.0.5/29", "10.9.0.6/29"]
+        );
+        assert!(ask(&p, "", false).unwrap_err().to_string().contains("no free address"));
+        assert!(ask(&p, "10.9.0.4", false).unwrap_err().to_string().contains("in use"));
+        assert!(ask(&p, "10.9.0.1", false).unwrap_err().to_string().contains("gateway"));
+        assert!(ask(&p, "10.9.9.9", false).is_err());
+        let release = types::ReleaseAddress { address: "10.9.0.4".into() };
+        release_address(&mut p.lock(), release).unwrap();
+        assert_eq!(ask(&p, "", false).unwrap(), "10.9.0.4/29");
+    }
+
+    #[test]
+    fn pools_do_not_overlap_weft_networks_and_ids_name_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = plugin(dir.path());
+        let req = |pool: &str, sub: &str| types::RequestPool {
+            pool: pool.into(),
+            sub_pool: sub.into(),
+            options: None,
+            v6: false,
+        };
+        let r = request_pool(&mut p.lock(), req("10.10.0.0/24", "")).unwrap();
+        assert_eq!((r.pool_id.as_str(), r.pool.as_str()), ("weft:10.10.0.0/24", "10.10.0.0/24"));
+        assert_eq!(pool_of(&r.pool_id).unwrap().to_string(), "10.10.0.0/24");
+        let e = request_pool(&mut p.lock(), req("10.9.0.0/24", "")).unwrap_err();
+        assert!(e.to_string().contains("overlaps weft network n"), "{e}");
+        let e = request_pool(&mut p.lock(), req("10.10.0.0/25", "")).unwrap_err();
+        assert!(e.to_string().contains("being created"), "{e}");
+        let e = request_pool(&mut p.lock(), req("10.11.0.0/24", "10.11.0.0/25")).unwrap_err();
+        assert!(e.to_string().contains("--ip-range"), "{e}");
+        assert!(pool_of("10.10.0.0/24").is_err());
+    }
+}

@@ -32,9 +32,10 @@ pub struct Pending {
 }
 
 /// Docker's short ID (what `docker network ls` shows): 12 hex digits.
+/// The whole ID must be hex: it becomes part of weft's records.
 fn short(id: &str) -> Result<&str> {
     match id.get(..12) {
-        Some(s) if s.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(s),
+        Some(s) if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(s),
         _ => bail!("malformed Docker ID {id:?}"),
     }
 }
@@ -108,6 +109,7 @@ fn address_of(s: &str) -> Result<IpAddr> {
 }
 
 pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty> {
+    let short = short(&req.network_id)?;
     let opts = req.options.unwrap_or_default();
     let (mtu, overlay) = driver_options(&opts)?;
     let internal = opts.get(types::INTERNAL).and_then(Value::as_bool).unwrap_or(false);
@@ -136,7 +138,6 @@ pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty
             (Some(s), g)
         }
     };
-    let short = short(&req.network_id)?;
     let spec = NetworkSpec {
         name: format!("docker-{short}"),
         subnet: Some(subnet),
@@ -387,4 +388,64 @@ pub fn oper_info(st: &mut State, req: types::EndpointRef) -> Result<types::OperI
         value.insert("weft.host_veth".into(), Value::String(ep.host_veth));
     }
     Ok(types::OperInfo { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(v: Value) -> HashMap<String, Value> {
+        serde_json::from_value(v).expect("options")
+    }
+
+    #[test]
+    fn port_bindings_become_weft_mappings() {
+        let o = opts(json!({ types::PORT_MAP: [
+            {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080},
+            {"Proto": 17, "IP": "", "Port": 53, "HostIP": "127.0.0.1", "HostPort": 5353, "HostPortEnd": 5353},
+            {"Proto": 132, "Port": 9, "HostPort": 9}
+        ]}));
+        let m = port_mappings(&o).expect("valid");
+        assert_eq!(m[0], PortMapping::single(Proto::Tcp, 8080, 80));
+        assert_eq!(
+            m[1],
+            PortMapping {
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                ..PortMapping::single(Proto::Udp, 5353, 53)
+            }
+        );
+        assert_eq!(m[2].protocol, Proto::Sctp);
+        assert!(port_mappings(&opts(json!({}))).expect("none").is_empty());
+    }
+
+    #[test]
+    fn port_bindings_weft_cannot_honour_are_refused() {
+        let ephemeral = opts(json!({ types::PORT_MAP: [{"Proto": 6, "Port": 80, "HostPort": 0}]}));
+        assert!(port_mappings(&ephemeral).unwrap_err().to_string().contains("HOSTPORT:80"));
+        let range = opts(
+            json!({ types::PORT_MAP: [{"Proto": 6, "Port": 80, "HostPort": 8000, "HostPortEnd": 8009}]}),
+        );
+        assert!(port_mappings(&range).unwrap_err().to_string().contains("not supported"));
+        let proto = opts(json!({ types::PORT_MAP: [{"Proto": 1, "Port": 80, "HostPort": 80}]}));
+        assert!(port_mappings(&proto).is_err());
+    }
+
+    #[test]
+    fn driver_options_know_mtu_and_overlay_only() {
+        let o = opts(json!({ types::GENERIC: { types::MTU: "1400", types::OVERLAY: "ov" }}));
+        assert_eq!(driver_options(&o).expect("valid"), (Some(1400), Some("ov".to_string())));
+        let bad = opts(json!({ types::GENERIC: { "color": "red" }}));
+        assert!(driver_options(&bad).unwrap_err().to_string().contains("unknown option -o color"));
+        let nan = opts(json!({ types::GENERIC: { types::MTU: "big" }}));
+        assert!(driver_options(&nan).is_err());
+    }
+
+    #[test]
+    fn docker_ids_give_short_names() {
+        assert_eq!(short("9a02949542065d7c7b4e597dd4a660b714e59d66").expect("hex"), "9a0294954206");
+        assert!(short("../../etc/x").is_err());
+        assert!(short("abc").is_err());
+        assert!(short("9a02949542065d7c/x").is_err());
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,18 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 /// An idle keep-alive connection is closed after this; Docker reconnects.
 const IDLE: Duration = Duration::from_secs(120);
+/// Connections served at once (a thread each); dockerd keeps a few.
+const MAX_CONNECTIONS: usize = 64;
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// One counted connection, uncounted when its thread ends (also by a panic).
+struct Open;
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Serves every connection on its own thread, until the listener fails.
 pub fn serve(listener: &UnixListener, handler: Arc<Handler>) {
@@ -38,8 +51,15 @@ pub fn serve(listener: &UnixListener, handler: Arc<Handler>) {
                     tracing::warn!("refused a plugin connection from another user");
                     continue;
                 }
+                if OPEN.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                    OPEN.fetch_sub(1, Ordering::SeqCst);
+                    let mut s = stream;
+                    let _ = respond(&mut s, "503 Service Unavailable", "text/plain", b"busy", true);
+                    continue;
+                }
                 let handler = Arc::clone(&handler);
                 std::thread::spawn(move || {
+                    let _open = Open;
                     if let Err(e) = connection(stream, &*handler) {
                         tracing::debug!("plugin connection: {e}");
                     }

@@ -58,9 +58,28 @@ pub fn endpoint_alias(key: &EndpointKey) -> String {
     format!("weft:ep={}/{}/{}", key.network, key.container, key.ifname)
 }
 
+/// Whether an attach refuses host ports that a socket on the host listens
+/// on. Podman binds the ports it publishes itself (conmon holds them for
+/// the container's life, and its own bind fails on a taken port), so its
+/// setups skip this check: a reload or restart would see Podman's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostListeners {
+    Refuse,
+    RuntimeChecks,
+}
+
 /// The endpoint, ready, and its network as read for the attach (callers
 /// reporting the network's settings need not read it again).
 pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Network)> {
+    attach_with(ctx, req, HostListeners::Refuse)
+}
+
+/// [`attach`], choosing who checks for host sockets on published ports.
+pub fn attach_with(
+    ctx: &mut Context,
+    req: &AttachRequest,
+    listeners: HostListeners,
+) -> Result<(Endpoint, Network)> {
     check_container_name(&req.container)?;
     if let Some(i) = &req.ifname {
         names::check_ifname(i)?;
@@ -98,7 +117,7 @@ pub fn attach(ctx: &mut Context, req: &AttachRequest) -> Result<(Endpoint, Netwo
         }
     };
 
-    publish::check(&net, &req.ports)?;
+    publish::check_with(&net, &req.ports, listeners == HostListeners::Refuse)?;
     let ports = publish::choose_host_ports(ctx, &req.ports)?;
 
     let host_veth = names::host_veth_name(&req.network, &req.container, &ifname);

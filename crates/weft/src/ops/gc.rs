@@ -123,6 +123,9 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
     for ep in local_endpoints(ctx)? {
         if ep.boot_id != ctx.boot_id {
             ctx.store.remove_endpoint(&ep.key())?;
+            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
+                tracing::warn!("{e:#}");
+            }
             removed.push(ep.key().to_string());
         }
     }

@@ -15,6 +15,12 @@ use super::Context;
 /// What an attach with `ports` must refuse before anything is reserved:
 /// ports on a network they cannot reach, and host ports a socket holds.
 pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
+    check_with(net, ports, true)
+}
+
+/// [`check`]; `host_sockets: false` leaves host sockets to a runtime that
+/// binds its published ports itself (Podman).
+pub fn check_with(net: &Network, ports: &[PortMapping], host_sockets: bool) -> Result<()> {
     weft_model::port::check_all(ports)?;
     if ports.is_empty() {
         return Ok(());
@@ -34,6 +40,9 @@ pub fn check(net: &Network, ports: &[PortMapping]) -> Result<()> {
         }
         if matches!(p.host_ip, Some(IpAddr::V6(_))) && net.subnet6.is_none() {
             bail!("cannot publish {p}: network {} has no IPv6 subnet", net.name);
+        }
+        if !host_sockets {
+            continue;
         }
         if let Some(l) = listeners().into_iter().find(|l| l.clashes(p)) {
             bail!(

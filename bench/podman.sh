@@ -1,0 +1,21 @@
+#!/bin/bash
+# Podman's network share of a container start, weft against Podman's own
+# netavark, in the same run and the same sandbox (tests/podman/run.sh's:
+# a throwaway network namespace, private storage and state):
+#
+#   sudo WEFT_BIN=target/x86_64-unknown-linux-gnu/release/weft bench/podman.sh [N]
+#
+# Per backend, N times each (default 50), one after another:
+#   run   `podman run --rm IMAGE true` on the default network
+#   none  the same with `--network none` (no helper runs)
+#   conn  `podman network connect` + `disconnect` of a running container
+# Prints p50/p99 in ms, the network's share (run - none, p50) and the
+# ratio weft/netavark; writes bench/podman-results.json. Podman's netavark
+# is /usr/lib/podman/netavark (Debian package `netavark`); without it only
+# weft is measured, and the output says so.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export BENCH_N=${1:-50}
+export PM_SCENARIOS=$root/bench/podman-scenario.sh
+export PM_OUT=${PM_OUT:-$root/bench/podman-results.json}
+exec bash "$root/tests/podman/run.sh" bench
