@@ -148,12 +148,17 @@ fn cni_gc_and_del_in_a_cluster_touch_only_this_nodes_endpoints() {
     assert_ne!(a2, a0, "host0's live address was handed out again");
 }
 
-/// Waits until the host's snapshot stops changing on its own: the
-/// bridge's link-local address leaves "tentative" after duplicate address
-/// detection.
+/// Waits until the host's snapshot stops changing on its own (the
+/// bridge's link-local address appears a moment after carrier, then
+/// leaves "tentative"): the same twice, 500 ms apart.
 fn settled(sb: &Sandbox) {
-    eventually("IPv6 duplicate address detection done", Duration::from_secs(10), || {
-        !sb.host.sh("ip addr").contains("tentative")
+    let mut last = sb.snapshot();
+    eventually("the sandbox's kernel state settles", Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sb.snapshot();
+        let same = now == last && !now.contains("tentative");
+        last = now;
+        same
     });
 }
 
