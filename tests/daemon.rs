@@ -482,10 +482,12 @@ fn a_panic_while_draining_does_not_stall_shutdown() {
     let results: Vec<Run> = std::thread::scope(|s| {
         let sb = &sb;
         let mut handles = Vec::new();
+        // `auto` everywhere: whichever client's thread panics runs its
+        // command itself (the order of connections is the scheduler's).
         for i in 0..BUSY {
-            handles.push(s.spawn(move || required(sb, &["attach", "dr", &sb.c(i).name])));
+            handles.push(s.spawn(move || weft_with(sb, "auto", &["attach", "dr", &sb.c(i).name])));
         }
-        std::thread::sleep(Duration::from_millis(800));
+        std::thread::sleep(Duration::from_millis(1500));
         for i in BUSY..BUSY + WAITING {
             handles.push(s.spawn(move || weft_with(sb, "auto", &["attach", "dr", &sb.c(i).name])));
         }
@@ -503,6 +505,9 @@ fn a_panic_while_draining_does_not_stall_shutdown() {
     for r in &results {
         assert!(r.ok, "attach failed: {}", r.stderr);
     }
+    let mut log = String::new();
+    daemon.child.stderr.take().expect("piped").read_to_string(&mut log).unwrap();
+    assert!(log.contains("failpoint daemon-drain"), "no drain thread panicked: {log}");
     let eps = sb.endpoints();
     assert_eq!(eps.len(), BUSY + WAITING);
     assert!(eps.iter().all(|e| e["state"] == "ready"), "half-done endpoints: {eps:?}");

@@ -81,12 +81,29 @@ struct DnsServer(Child);
 
 impl DnsServer {
     fn start(sb: &Sandbox, upstream: &str) -> DnsServer {
-        let child = sb
-            .weft_cmd(&["dns", "--upstream", upstream, "--poll-ms", "5"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn weft dns");
+        DnsServer::start_to(sb, upstream, Stdio::inherit())
+    }
+
+    fn start_to(sb: &Sandbox, upstream: &str, stderr: Stdio) -> DnsServer {
+        let mut cmd = sb.weft_cmd(&["dns", "--upstream", upstream, "--poll-ms", "5"]);
+        // The usual soft limit of a service (systemd's default): the
+        // server must not depend on a test runner's higher one.
+        // SAFETY: setrlimit is async-signal-safe; it only reads `lim`.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                lim.rlim_cur = lim.rlim_cur.min(1024);
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn weft dns");
         DnsServer(child)
     }
 
@@ -524,11 +541,13 @@ fn ask_tcp(ns: &Netns, server: &str, name: &str) -> Option<Message> {
     .unwrap()
 }
 
-/// Thousands of TCP connections held open by one container: the server
-/// keeps answering (UDP and a new TCP connection), and lets go of them.
+/// Thousands of TCP connections held open by one container, against a
+/// server started with the usual soft limit of 1024 open files: it keeps
+/// answering (UDP, a new TCP connection, an outside name), and lets go of
+/// them.
 #[test]
 fn thousands_of_tcp_connections_are_survived() {
-    const N: usize = 2000;
+    const N: usize = 3000;
     let mut w = world();
     let pid = w.dns.0.id();
     let before = open_fds(pid);
@@ -545,6 +564,12 @@ fn thousands_of_tcp_connections_are_survived() {
     .unwrap();
     assert_eq!(held.len(), N, "connections opened");
     assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![a2_ip.clone()]), "UDP while held");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap_or("").to_string();
+    eprintln!("server: {} fds while {N} connections are held ({nofile})", open_fds(pid));
+    // A forward takes a socket of its own: one must still be there.
+    let up = resolve(a1, GW_A, "upstream.test");
+    assert_eq!(up, Ok(vec![UPSTREAM_ANSWER.to_string()]), "outside name while held");
     let m = ask_tcp(a1, GW_A, &a2_name).expect("a TCP answer while held");
     assert_eq!(answers(&m), std::slice::from_ref(&a2_ip));
     drop(held);
@@ -624,4 +649,45 @@ fn a_flood_from_many_addresses_is_bounded_in_all() {
     within(Duration::from_secs(5), "fds back to what they were", || open_fds(pid) <= before + 2);
     let a2_name = w.sb.c(w.a2).name.clone();
     assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![ip_of(&w.ea2)]), "still answering");
+}
+
+/// Every query and every malformed datagram is a container's to send at
+/// will: none may add a line to the host's log (the server's own start
+/// and stop lines only), or a container writes to the host's disk at line
+/// rate, and its query names end up in the journal.
+#[test]
+fn queries_and_garbage_do_not_flood_the_log() {
+    const GW: &str = "172.25.3.1";
+    let mut sb = Sandbox::new();
+    sb.weft_ok(&["network", "create", "l", "--subnet", "172.25.3.0/24"]);
+    let c = sb.container("l1");
+    sb.attach("l", c, &[]);
+    let log = sb.state_dir().join("dns.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let _dns = DnsServer::start_to(&sb, "127.0.0.1:9", Stdio::from(file));
+    let ns = sb.c(c);
+    within(Duration::from_secs(10), "weft dns answering", || {
+        ask(ns, GW, "x", RecordType::A).is_some()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
+    let before = lines();
+    in_ns(ns, move || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for i in 0..300u16 {
+            let mut m = Message::new();
+            let name = Name::from_ascii(format!("secret-{i}")).unwrap();
+            m.set_id(i).add_query(Query::query(name, RecordType::A));
+            s.send_to(&m.to_vec().unwrap(), (GW, 53)).unwrap();
+            s.send_to(&[0x12, 0x34, 0x01], (GW, 53)).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .join()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let grown = lines() - before;
+    assert!(grown < 5, "600 datagrams added {grown} log lines:\n{text}");
+    assert!(!text.contains("secret-"), "query names in the log:\n{text}");
 }

@@ -494,6 +494,18 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
     let out = h.sb().outside.as_ref().expect("outside");
     assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
 
+    // Connected to a second network that Docker makes its gateway (it
+    // sorts by name), the published port still answers from outside.
+    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "aback"]);
+    h.docker_ok(&["network", "connect", "aback", "web"]);
+    let route = h.exec_ok("web", "ip route show default");
+    let aback_gw = h.weft_network("aback")["gateway"].as_str().expect("gateway").to_string();
+    assert!(route.contains(&aback_gw), "Docker did not move the gateway: {route}");
+    assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
+    h.docker_ok(&["network", "disconnect", "aback", "web"]);
+    h.docker_ok(&["network", "rm", "aback"]);
+    assert_eq!(out.sh("busybox nc -w 2 203.0.113.1 8080 </dev/null || true").trim(), "hello");
+
     // Outbound NAT: the outside sees the host's address.
     let probe = TcpProbe::listen(out, "203.0.113.2:9000", Duration::from_secs(5));
     h.exec_ok("db", "echo out | nc -w 2 203.0.113.2 9000");

@@ -70,3 +70,8 @@ fn reload_after_flush_and_vanished_veth() {
 fn errors_are_one_line_and_leave_nothing() {
     scenario("errors");
 }
+
+#[test]
+fn make_install_podman_and_uninstall() {
+    scenario("install");
+}

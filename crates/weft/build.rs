@@ -1,8 +1,8 @@
-//! Links the `weft` binary as a position-dependent executable. weft is a
-//! short-lived process on the attach path; as a PIE its loader first
-//! applies ~19,000 relocations, copying every page they touch, about 0.3 ms
-//! of a 3 ms attach. Only the binaries get the flag: libraries and
-//! proc-macros are shared objects and stay position-independent.
+//! Link flags for the `weft` binary. It is position-independent (PIE, or
+//! static-pie with scripts/static-cargo): weft runs as root and parses
+//! untrusted input (DNS queries, CNI configs, daemon requests), so its
+//! code and data get randomised addresses (ASLR) like every other root
+//! daemon's. BENCHMARKS.md ("Hardened binaries") has what it costs.
 //!
 //! Also records what `weft --version` says of the build: the git commit and
 //! its date (not the build time, so that a rebuild of one commit is the
@@ -10,7 +10,6 @@
 use std::process::Command;
 
 fn main() {
-    println!("cargo::rustc-link-arg-bins=-no-pie");
     println!("cargo::rustc-link-arg-bins=-static-libgcc");
 
     let git = |args: &[&str]| {

@@ -4,7 +4,8 @@
 #
 #   sudo WEFT_BIN=/path/to/weft tests/podman/run.sh SCENARIO
 #
-# Scenarios: default, created, ports, dns, multi, lifecycle, errors (see
+# Scenarios: default, created, ports, dns, multi, lifecycle, errors,
+# install (see
 # the functions below). Prints one PASS line and exits 0, or a FAIL line
 # with the reason and exits non-zero. Cargo runs them from tests/podman.rs.
 #
@@ -118,6 +119,10 @@ sc_default() {
     [ "$out" = "c1 podman eth0 $(ip_of c1 podman) ready" ] || fail "after restart: $out"
     pm restart --time 0 c1 >/dev/null || fail "podman restart c1 failed"
     out=$(pm exec c1 ping -c1 -W2 10.88.0.1 2>&1) || fail "after restart, no gateway: $out"
+    # Renamed while running: the teardown still finds it (by namespace).
+    pm rename c1 c1-renamed || fail "podman rename failed"
+    pm stop --time 0 c1-renamed >/dev/null
+    wait_for 50 no_endpoints || fail "a renamed container's endpoint outlived its stop: $(endpoints)"
     check_clean
     PASS="default network podman0: $ip, listed by name, stop/start/restart/rm leave nothing"
 }
@@ -150,10 +155,21 @@ sc_created() {
     out=$(pm exec s6 ip -o -6 addr show dev eth0)
     case "$out" in *" $ip6/64 "*) ;; *) fail "s6's eth0 lacks $ip6/64: $out" ;; esac
     out=$(pm exec s6 ping -c1 -W2 fd00:91::1 2>&1) || fail "s6 cannot ping its IPv6 gateway: $out"
-    # Networks are isolated from each other (Podman's -o isolate=true).
-    if pm exec s6 ping -c1 -W1 10.99.0.7 >/dev/null 2>&1; then
-        fail "a container on network six reaches one on network n1"
+    # As with Podman's own backend, its networks reach each other, unless
+    # one is created with -o isolate=true.
+    out=$(pm exec s6 ping -c1 -W2 10.99.0.7 2>&1) || fail "six cannot reach n1 (neither is isolated): $out"
+    pm network create --subnet 10.90.0.0/24 -o isolate=true iso >/dev/null
+    run_d i1 --network iso "$IMAGE" sleep 600
+    if pm exec i1 ping -c1 -W1 10.99.0.7 >/dev/null 2>&1; then
+        fail "a container on an isolated network reaches one on network n1"
     fi
+    if pm exec s6 ping -c1 -W1 "$(ip_of i1 iso)" >/dev/null 2>&1; then
+        fail "a container on network six reaches one on an isolated network"
+    fi
+    # weft explain knows Podman's containers by name, and says the same.
+    out=$(weft explain s6 a 2>&1) || fail "weft explain s6 a: $out"
+    out=$(weft explain i1 a 2>&1) && fail "weft explain passes i1 (isolated) -> a: $out"
+    case "$out" in *"not in @same_bridge"*) ;; *) fail "weft explain i1 a: $out" ;; esac
 
     run_d v --network vault "$IMAGE" sleep 600
     out=$(pm exec v ip route)
@@ -165,16 +181,16 @@ sc_created() {
         fail "a container on network vault reaches one on network n1"
     fi
     check_clean
-    pm network rm n1 vault six >/dev/null || fail "podman network rm failed"
+    pm network rm n1 vault six iso >/dev/null || fail "podman network rm failed"
     check_clean
-    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--ipv6/--internal as asked, isolated"
+    PASS="created networks: --subnet/--gateway/mtu/--ip/--mac-address/--ipv6/--internal/isolate as asked"
 }
 
 # -p: tcp, udp, a range, a host IP; from the host (its address and
 # localhost), from an outside namespace (the client's real address seen
 # inside) and from another container (hairpin).
 sc_ports() {
-    run_d web -p 8080:80 -p 5353:53/udp -p 8000-8001:8000-8001 -p 127.0.0.1:9090:80 "$IMAGE" \
+    run_d web -p 8080:80 -p 5353:53/udp -p 8000-8001:8000-8001 -p 127.0.0.1:9090:80 -p 7000:7000/sctp "$IMAGE" \
         sh -c 'mkdir -p /www && echo hello-weft >/www/index.html &&
                httpd -p 8000 -h /www && httpd -p 8001 -h /www && exec httpd -f -v -p 80 -h /www'
     # UDP: busybox has no UDP server; the host's python3 serves in the
@@ -213,17 +229,39 @@ open(sys.argv[1], "w").write(data.decode() + " from " + addr[0])' "$T/udp" &    
     wait_for 30 udp_send || fail "udp $HOST_IP:5353 -> web:53 did not arrive"
     out=$(cat "$T/udp")
     [ "$out" = "udp-through-weft from $OUT_IP" ] || fail "udp: the container got: $out"
+    # SCTP: published like the others (the kernel's sctp module decides
+    # whether anything answers; the map element is weft's part).
+    out=$(nft list table inet weft)
+    case "$out" in *"sctp . 7000 : "*) ;; *) fail "no sctp 7000 element in weft's table: $out" ;; esac
     # A host port taken by another container is refused with weft's line.
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" -p 8080:80 "$IMAGE" true 2>&1) &&
         fail "a second -p 8080 was accepted"
     case "$out" in *"netavark: weft:"*8080*) ;; *) fail "port clash message: $out" ;; esac
     check_clean
-    PASS="ports: tcp, udp, range, host IP; host, localhost, outside (real source), hairpin; clash refused"
+    PASS="ports: tcp, udp, sctp, range, host IP; host, localhost, outside (real source), hairpin; clash refused"
 }
 
 # Names: containers resolve each other and their aliases through weft's
 # DNS on the gateway (no aardvark-dns).
+# A resolver for "the host": every A query gets 203.0.113.7.
+fake_upstream() {
+    out_ns python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 53))
+while True:
+    q, addr = s.recvfrom(512)
+    end = q.index(b"\0", 12) + 5
+    head = q[:2] + b"\x81\x80" + q[4:6] + b"\x00\x01\x00\x00\x00\x00"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([203, 0, 113, 7])
+    s.sendto(head + q[12:end] + answer, addr)' &
+    # weft dns reads the host's resolv.conf: this namespace's is private.
+    echo "nameserver $OUT_IP" >"$T/resolv.conf"
+    mount --bind "$T/resolv.conf" /etc/resolv.conf
+}
+
 sc_dns() {
+    fake_upstream
     pm network create d1 >/dev/null
     run_d srv --network d1 --network-alias web.alias "$IMAGE" sleep 600
     run_d cli --network d1 "$IMAGE" sleep 600
@@ -237,9 +275,13 @@ sc_dns() {
             fail "cli cannot resolve $name to $ip: $(pm exec cli nslookup "$name" "$gw" 2>&1)"
     done
     out=$(pm exec cli ping -c1 -W2 srv 2>&1) || fail "cli cannot ping srv by name: $out"
+    # Other names go to the host's resolvers: here one in the outside
+    # namespace that answers every A query with 203.0.113.7.
+    wait_for 30 exec_has cli "Address: 203.0.113.7" nslookup www.example.test "$gw" ||
+        fail "an external name was not forwarded: $(pm exec cli nslookup www.example.test "$gw" 2>&1)"
     check_clean
     pm network rm d1 >/dev/null
-    PASS="dns: name and --network-alias resolve through weft's DNS on $gw"
+    PASS="dns: name and --network-alias resolve through weft's DNS on $gw, other names forwarded"
 }
 
 # A container on two networks; connect and disconnect while it runs.
@@ -286,13 +328,23 @@ sc_lifecycle() {
     out=$(pm stop --time 0 r1 2>&1) || fail "podman stop with the veth gone: $out"
     out=$(pm rm r1 2>&1) || fail "podman rm: $out"
     check_clean
+    # The namespace vanishes under a running container: Podman cannot join
+    # it and skips the teardown; the next Podman operation reclaims it.
+    run_d v1 -p 8090:80 "$IMAGE" sleep 600
+    local key
+    key=$(pm inspect --format '{{.NetworkSettings.SandboxKey}}' v1)
+    umount "$key"
+    rm -f "$key"
+    pm rm --force --time 0 v1 >/dev/null 2>&1 || true
+    out=$(pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true 2>&1) || fail "podman run after a vanished netns: $out"
+    check_clean
     pm network create l1 >/dev/null
     run_d x --network l1 "$IMAGE" true
     pm wait x >/dev/null 2>&1 || true
     pm rm x >/dev/null
     pm network rm l1 >/dev/null || fail "podman network rm l1 failed"
     check_clean
-    PASS="reload after nft flush ruleset, vanished veth, network rm"
+    PASS="reload after nft flush ruleset, vanished veth, vanished netns, network rm"
 }
 
 # Errors: Podman shows weft's one line; nothing is left behind.
@@ -334,6 +386,43 @@ sc_errors() {
     PASS="errors: bad JSON, macvlan, address outside the subnet, port clash, port in use: one line, nothing left"
 }
 
+# `make install-podman` as a user runs it: the drop-in in
+# /etc/containers/containers.conf.d (a private tmpfs here) and no
+# CONTAINERS_CONF or CONTAINERS_HELPER_BINARY_DIR; `make uninstall-podman`
+# puts Podman back.
+sc_install() {
+    local repo out
+    repo=$(cd "$(dirname "$0")/../.." && pwd)
+    cp -a /etc/containers "$T/etc-containers"
+    mount -t tmpfs -o mode=0755 weft-pm /etc/containers
+    cp -a "$T/etc-containers/." /etc/containers/
+    # The sandbox's settings, without network_backend and helper dirs.
+    grep -v -e '^network_backend' -e '^helper_binaries_dir' "$CONTAINERS_CONF" >/etc/containers/containers.conf
+    unset CONTAINERS_CONF CONTAINERS_HELPER_BINARY_DIR
+    out=$(make -C "$repo" --no-print-directory install-podman WEFT="$WEFT_BIN" \
+        PODMAN_HELPER_DIR="$T/installed" 2>&1) || fail "make install-podman: $out"
+    [ -f /etc/containers/containers.conf.d/50-weft.conf ] || fail "no drop-in after make install-podman"
+    out=$(pm info --format '{{.Host.NetworkBackend}}' 2>&1)
+    [ "$out" = netavark ] || fail "after install, Podman's network backend is $out"
+    run_d i1 "$IMAGE" sleep 600
+    out=$(endpoints)
+    case "$out" in "i1 podman eth0 10.88."*" ready") ;; *) fail "after install, weft does not list i1: $out" ;; esac
+    pm rm --force --time 0 i1 >/dev/null
+    out=$(make -C "$repo" --no-print-directory uninstall-podman PODMAN_HELPER_DIR="$T/installed" 2>&1) ||
+        fail "make uninstall-podman: $out"
+    [ ! -e /etc/containers/containers.conf.d/50-weft.conf ] || fail "drop-in left after uninstall-podman"
+    [ ! -e "$T/installed" ] || fail "helper dir left after uninstall-podman: $(ls "$T/installed")"
+    # Podman no longer runs weft: a container now gets no weft endpoint
+    # (whatever backend Podman falls back to here, it may also fail).
+    pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true >/dev/null 2>&1 || true
+    out=$(endpoints)
+    [ -z "$out" ] || fail "after uninstall-podman, weft still sets up containers: $out"
+    # Podman's CNI fallback keeps its bridge, as it does without weft.
+    ip link del cni-podman0 2>/dev/null || true
+    check_clean
+    PASS="make install-podman: Podman on weft with a drop-in only; uninstall-podman: back"
+}
+
 # ---------------------------------------------------------------------------
 # Inner part: inside the sandbox netns and a private mount namespace.
 # ---------------------------------------------------------------------------
@@ -373,9 +462,9 @@ inner() {
 outer() {
     [ "$(id -u)" -eq 0 ] || fail "needs root (network and mount namespaces)"
     declare -F "sc_$SCENARIO" >/dev/null || fail "no scenario $SCENARIO"
-    for cmd in podman runc conmon ip nsenter unshare python3 tar timeout nft flock; do
+    for cmd in podman runc conmon ip nsenter unshare python3 tar timeout nft flock make; do
         command -v "$cmd" >/dev/null 2>&1 ||
-            fail "$cmd is not installed (apt-get install podman runc busybox-static iproute2 util-linux python3 nftables)"
+            fail "$cmd is not installed (apt-get install podman runc busybox-static iproute2 util-linux python3 nftables make)"
     done
     [ -x /bin/busybox ] || fail "/bin/busybox is missing (apt-get install busybox-static)"
     if ldd /bin/busybox >/dev/null 2>&1; then fail "/bin/busybox is dynamically linked: install busybox-static"; fi

@@ -72,6 +72,7 @@ mod tests {
             gateway6: None,
             host_veth: "v".into(),
             netns: "/x".into(),
+            netns_id: None,
             node: Some(node.into()),
             state: EndpointState::Ready,
             boot_id: String::new(),

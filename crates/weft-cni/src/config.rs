@@ -183,6 +183,7 @@ impl NetConf {
             mtu: self.mtu,
             bridge: self.bridge.clone(),
             internal: self.internal.unwrap_or(false),
+            open: false,
             driver: self.driver,
             vni: self.vni,
         }

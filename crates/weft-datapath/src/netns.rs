@@ -2,9 +2,12 @@
 //! a netlink socket opened there (it stays bound to that netns); code that
 //! must run inside one does so on a short-lived thread (`run`).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use weft_model::endpoint::NetnsId;
 
 use crate::error::{DatapathError, Result};
 use crate::netlink::Netlink;
@@ -19,25 +22,37 @@ pub struct Netns {
 
 impl Netns {
     /// Opens a network namespace file (`/var/run/netns/NAME`,
-    /// `/proc/PID/ns/net`) and checks that it really is one.
+    /// `/proc/PID/ns/net`) and checks that it really is one. The file is
+    /// first opened with O_PATH, which never blocks and has no side
+    /// effects (a FIFO would block a reading open until some writer came, a
+    /// device could act on open), and only reopened for reading once its
+    /// file system says it is a namespace. A relative path is kept as an
+    /// absolute one: records outlive the working directory.
     pub fn open(path: impl AsRef<Path>) -> Result<Netns> {
-        let path = path.as_ref().to_path_buf();
+        let path = absolute(path.as_ref());
         let shown = path.display().to_string();
-        let file = File::open(&path).map_err(|e| DatapathError::Netns {
-            path: shown.clone(),
-            why: if e.kind() == std::io::ErrorKind::NotFound {
-                "does not exist".to_string()
-            } else {
-                e.to_string()
-            },
-        })?;
+        let fail = |why: String| DatapathError::Netns { path: shown.clone(), why };
+        let handle = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| {
+                fail(if e.kind() == std::io::ErrorKind::NotFound {
+                    "does not exist".to_string()
+                } else {
+                    e.to_string()
+                })
+            })?;
+        if !is_nsfs(&handle) {
+            return Err(fail(format!("is {}, not a network namespace", file_kind(&handle))));
+        }
+        // The same inode, now readable: the ioctl below and setns need it.
+        let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+            .map_err(|e| fail(format!("cannot open: {e}")))?;
         // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd's inode.
         let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
         if kind != libc::CLONE_NEWNET {
-            return Err(DatapathError::Netns {
-                path: shown,
-                why: "is not a network namespace".to_string(),
-            });
+            return Err(fail("is a namespace of another kind, not a network namespace".into()));
         }
         Ok(Netns { file, path })
     }
@@ -109,10 +124,41 @@ impl Netns {
         })
     }
 
-    /// Inode of the namespace: equal inodes mean the same namespace.
-    pub fn inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        self.file.metadata().map(|m| m.ino()).unwrap_or(0)
+    /// What identifies the namespace: equal ids mean the same namespace,
+    /// whatever path reached it.
+    pub fn id(&self) -> NetnsId {
+        let m = self.file.metadata();
+        m.map(|m| NetnsId { dev: m.dev(), ino: m.ino() }).unwrap_or(NetnsId { dev: 0, ino: 0 })
+    }
+}
+
+/// `path` made absolute against the working directory (not canonicalized:
+/// `/var/run/netns/x` stays what the user named).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Whether `f` lives on nsfs, the file system of namespace files.
+fn is_nsfs(f: &File) -> bool {
+    /// NSFS_MAGIC from linux/magic.h.
+    const NSFS_MAGIC: libc::__fsword_t = 0x6e73_6673;
+    // SAFETY: statfs is plain data; fstatfs only writes into it.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: f is an open fd (O_PATH fds are accepted by fstatfs).
+    let rc = unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) };
+    rc == 0 && st.f_type == NSFS_MAGIC
+}
+
+/// "a FIFO", "a directory", ... for the error about a path that is no namespace.
+fn file_kind(f: &File) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    match f.metadata().map(|m| m.file_type()) {
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_dir() => "a directory",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        Ok(t) if t.is_file() => "a regular file",
+        _ => "something else",
     }
 }
 
@@ -123,7 +169,6 @@ pub fn host_netlink() -> Result<Netlink> {
 
 /// Inode of the calling thread's network namespace.
 pub fn current_inode() -> u64 {
-    use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).unwrap_or(0)
 }
 
@@ -149,4 +194,10 @@ impl Netlink {
         }
         Ok(None)
     }
+}
+
+/// The identity of the namespace a namespace file (or `/proc/PID/ns/net`)
+/// names; None when it cannot be read.
+pub fn id_of(path: impl AsRef<Path>) -> Option<NetnsId> {
+    std::fs::metadata(path).ok().map(|m| NetnsId { dev: m.dev(), ino: m.ino() })
 }

@@ -143,6 +143,7 @@ mod tests {
             gateway6: None,
             host_veth: "v".into(),
             netns: "/x".into(),
+            netns_id: None,
             node: None,
             state: EndpointState::Ready,
             boot_id: String::new(),

@@ -39,6 +39,8 @@ pub struct NetRules {
     pub subnet6: Option<Ipv6Net>,
     /// No masquerade, and no forwarding in or out of the bridge.
     pub internal: bool,
+    /// Forwarding to and from other open networks is allowed.
+    pub open: bool,
 }
 
 impl From<&weft_model::Network> for NetRules {
@@ -49,6 +51,7 @@ impl From<&weft_model::Network> for NetRules {
             subnet: n.subnet,
             subnet6: n.subnet6,
             internal: n.internal,
+            open: n.open,
         }
     }
 }
@@ -82,6 +85,7 @@ mod tests {
             subnet: "10.0.0.0/24".parse().unwrap(),
             subnet6: None,
             internal: false,
+            open: false,
         }
     }
 

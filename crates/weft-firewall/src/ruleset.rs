@@ -296,9 +296,9 @@ fn elements(nets: &[NetRules]) -> Vec<(&'static str, Vec<Expression<'static>>)> 
         (sets::INTERNAL, internal.iter().map(|b| s(b)).collect()),
         (
             sets::SAME_BRIDGE,
-            bridges
+            same_switch(nets)
                 .iter()
-                .map(|b| Expression::Named(NamedExpression::Concat(vec![s(b), s(b)])))
+                .map(|(a, b)| Expression::Named(NamedExpression::Concat(vec![s(a), s(b)])))
                 .collect(),
         ),
         (
@@ -316,6 +316,22 @@ fn elements(nets: &[NetRules]) -> Vec<(&'static str, Vec<Expression<'static>>)> 
                 .collect(),
         ),
     ]
+}
+
+/// Bridge pairs forwarded as one switch: each bridge with itself, and
+/// every ordered pair of open networks' bridges (Podman's networks reach
+/// each other unless isolated).
+fn same_switch(nets: &[NetRules]) -> BTreeSet<(&str, &str)> {
+    let mut pairs: BTreeSet<(&str, &str)> =
+        nets.iter().map(|n| (n.bridge.as_str(), n.bridge.as_str())).collect();
+    let open: BTreeSet<&str> =
+        nets.iter().filter(|n| n.open && !n.internal).map(|n| n.bridge.as_str()).collect();
+    for a in &open {
+        for b in &open {
+            pairs.insert((a, b));
+        }
+    }
+    pairs
 }
 
 fn meta(key: MetaKey) -> Expression<'static> {
@@ -356,7 +372,29 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             subnet6: subnet6.map(|s| s.parse().unwrap()),
             internal,
+            open: false,
         }
+    }
+
+    #[test]
+    fn open_networks_forward_to_each_other_only() {
+        let mut a = net("a", "10.1.0.0/24", None, false);
+        let mut b = net("b", "10.2.0.0/24", None, false);
+        let c = net("c", "10.3.0.0/24", None, false);
+        a.open = true;
+        b.open = true;
+        let nets = [a, b, c];
+        let pairs: Vec<(&str, &str)> = same_switch(&nets).into_iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("weft-a", "weft-a"),
+                ("weft-a", "weft-b"),
+                ("weft-b", "weft-a"),
+                ("weft-b", "weft-b"),
+                ("weft-c", "weft-c")
+            ]
+        );
     }
 
     /// One command per line: reviewable in a diff.

@@ -54,6 +54,7 @@ fn network(name: &str, prefix: &str, prefix6: Option<&str>, internal: bool) -> N
         subnet: format!("{prefix}.0/24").parse().unwrap(),
         subnet6: prefix6.map(|p| format!("{p}::/64").parse().unwrap()),
         internal,
+        open: false,
     }
 }
 

@@ -14,6 +14,7 @@ fn net() -> NetRules {
         subnet: "10.89.0.0/24".parse().unwrap(),
         subnet6: Some("fd00:a::/64".parse().unwrap()),
         internal: false,
+        open: false,
     }
 }
 

@@ -12,6 +12,7 @@ fn net(i: usize, internal: bool, v6: bool) -> NetRules {
         subnet: format!("10.{}.{}.0/24", 100 + i / 256, i % 256).parse().unwrap(),
         subnet6: v6.then(|| format!("fd00:{i:x}::/64").parse().unwrap()),
         internal,
+        open: false,
     }
 }
 

@@ -34,6 +34,13 @@ pub struct Endpoint {
     pub gateway6: Option<Ipv6Addr>,
     pub host_veth: String,
     pub netns: String,
+    /// The namespace `netns` named at attach time. A path can come to name
+    /// another namespace (`/proc/PID/ns/net` after the pid is reused, a
+    /// netns deleted and made again): whoever enters the container's
+    /// namespace later checks it is still this one. Absent in records of
+    /// older weft versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<NetnsId>,
     /// The host the container runs on (cluster mode; None on a single host).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -52,6 +59,19 @@ pub struct Endpoint {
     /// DNS names besides the container name (`--alias`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+}
+
+/// A namespace's identity: the device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NetnsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl std::fmt::Display for NetnsId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,7 +98,10 @@ impl std::fmt::Display for EndpointKey {
 }
 
 pub fn check_container_name(name: &str) -> Result<(), ModelError> {
+    // "." and ".." would name directories in /var/run/netns/CONTAINER.
     let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 253
         && name.chars().all(|c| c.is_ascii_graphic() && c != '/');
     if ok {

@@ -24,7 +24,7 @@ pub enum ModelError {
     #[error("network name {0:?} is invalid: use 1-64 characters from [A-Za-z0-9_.-], starting with a letter or digit")]
     BadNetworkName(String),
     #[error(
-        "container name {0:?} is invalid: use 1-253 printable characters without '/' or spaces"
+        "container name {0:?} is invalid: use 1-253 printable characters without '/' or spaces, other than \".\" and \"..\""
     )]
     BadContainerName(String),
     #[error("gateway {gateway} is outside subnet {subnet}")]
@@ -35,6 +35,8 @@ pub enum ModelError {
     SubnetTooSmall(String),
     #[error("subnet {0} is not in canonical form; did you mean {1}?")]
     SubnetNotCanonical(String, String),
+    #[error("subnet {0} overlaps {1}, which is reserved ({2}); choose a private range such as 10.0.0.0/8 or fd00::/8")]
+    ReservedSubnet(String, &'static str, &'static str),
     #[error("MTU {0} is out of range 576-65535")]
     BadMtu(u32),
     #[error("MAC address {0:?} is invalid: {1}")]

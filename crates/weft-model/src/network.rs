@@ -41,6 +41,11 @@ pub struct Network {
     pub mtu: u32,
     /// No route out of the host and no NAT: containers reach only each other.
     pub internal: bool,
+    /// Containers may open connections to other open networks' containers
+    /// (Podman's networks without `isolate`); weft's own networks are
+    /// isolated from every other network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
     /// VXLAN network identifier (overlay networks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
@@ -65,6 +70,8 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
     pub bridge: Option<String>,
     pub internal: bool,
+    /// See [`Network::open`]; never for an internal network.
+    pub open: bool,
     pub driver: Option<Driver>,
     pub vni: Option<u32>,
 }
@@ -87,6 +94,7 @@ impl NetworkSpec {
     pub fn build(&self, subnet: Ipv4Net, created: u64) -> Result<Network, ModelError> {
         check_network_name(&self.name)?;
         check_canonical(IpNet::V4(subnet))?;
+        check_not_reserved(IpNet::V4(subnet))?;
         let gateway = match self.gateway {
             Some(g) => {
                 check_gateway(IpAddr::V4(g), IpNet::V4(subnet))?;
@@ -101,6 +109,7 @@ impl NetworkSpec {
         let (subnet6, gateway6) = match self.subnet6 {
             Some(s6) => {
                 check_canonical(IpNet::V6(s6))?;
+                check_not_reserved(IpNet::V6(s6))?;
                 if s6.prefix_len() > 126 {
                     return Err(ModelError::SubnetTooSmall(s6.to_string()));
                 }
@@ -154,6 +163,7 @@ impl NetworkSpec {
             gateway6,
             mtu,
             internal: self.internal,
+            open: self.open && !self.internal,
             created,
         })
     }
@@ -162,6 +172,38 @@ impl NetworkSpec {
 fn check_canonical(net: IpNet) -> Result<(), ModelError> {
     if net.addr() != net.network() {
         return Err(ModelError::SubnetNotCanonical(net.to_string(), net.trunc().to_string()));
+    }
+    Ok(())
+}
+
+/// Ranges that must never be a network: a bridge address there would
+/// shadow the host's loopback, "this network", link-local (cloud metadata
+/// services live at 169.254.169.254), multicast or reserved space.
+const RESERVED: [(&str, &str); 10] = [
+    ("0.0.0.0/8", "\"this network\""),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved for future use and broadcast"),
+    ("::/127", "the unspecified and loopback addresses"),
+    ("::ffff:0:0/96", "IPv4-mapped addresses"),
+    ("fe80::/10", "link-local"),
+    ("ff00::/8", "multicast"),
+    ("fec0::/10", "deprecated site-local"),
+];
+
+fn check_not_reserved(net: IpNet) -> Result<(), ModelError> {
+    for (range, what) in RESERVED {
+        let r: IpNet = range.parse().expect("valid reserved range");
+        let overlaps = match (net, r) {
+            (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)) => {
+                r.contains(&net.network()) || net.contains(&r.network())
+            }
+            _ => false,
+        };
+        if overlaps {
+            return Err(ModelError::ReservedSubnet(net.to_string(), range, what));
+        }
     }
     Ok(())
 }
@@ -249,6 +291,21 @@ mod tests {
         assert!(spec("bad name").build(s, 0).is_err());
         assert!(spec("n").build("10.1.0.1/24".parse().unwrap(), 0).is_err());
         assert!(spec("n").build("10.1.0.0/31".parse().unwrap(), 0).is_err());
+        for bad in ["127.0.0.0/24", "0.0.0.0/8", "169.254.0.0/16", "224.1.0.0/24", "240.0.0.0/4"] {
+            let e = spec("n").build(bad.parse().unwrap(), 0).unwrap_err();
+            assert!(matches!(e, ModelError::ReservedSubnet(..)), "{bad}: {e}");
+        }
+        // Wider than a reserved range counts too: 0.0.0.0/1 holds 127/8.
+        assert!(spec("n").build("0.0.0.0/1".parse().unwrap(), 0).is_err());
+        for bad in ["::/64", "::1/128", "fe80::/64", "ff02::/16", "::ffff:0:0/104"] {
+            let mut sp = spec("n");
+            sp.subnet6 = Some(bad.parse().unwrap());
+            let e = sp.build(s, 0).unwrap_err();
+            assert!(matches!(e, ModelError::ReservedSubnet(..)), "{bad}: {e}");
+        }
+        let mut sp = spec("n");
+        sp.subnet6 = Some("fd00:1::/64".parse().unwrap());
+        assert!(sp.build("100.64.0.0/24".parse().unwrap(), 0).is_ok());
         let mut sp = spec("n");
         sp.mtu = Some(100);
         assert_eq!(sp.build(s, 0), Err(ModelError::BadMtu(100)));

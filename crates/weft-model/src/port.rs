@@ -375,4 +375,41 @@ mod tests {
             assert!(check_alias(bad).is_err(), "{bad}");
         }
     }
+
+    use proptest::prelude::*;
+
+    /// Port specs as a user might mistype them: pieces of real specs.
+    fn spec_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[0-9]{1,6}",
+            Just(":".to_string()),
+            Just("-".to_string()),
+            Just("/".to_string()),
+            Just("[".to_string()),
+            Just("]".to_string()),
+            prop_oneof![Just("tcp"), Just("udp"), Just("sctp"), Just("icmp")]
+                .prop_map(String::from),
+            prop_oneof![Just("127.0.0.1"), Just("::1"), Just("0.0.0.0"), Just("fe80::1")]
+                .prop_map(String::from),
+            any::<char>().prop_map(String::from),
+        ];
+        prop::collection::vec(piece, 0..10).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any text: a mapping that checks out and prints back to itself,
+        /// or one error line; never a panic.
+        #[test]
+        fn any_spec_parses_or_fails_in_one_line(s in spec_text()) {
+            match s.parse::<PortMapping>() {
+                Ok(m) => {
+                    prop_assert!(m.check().is_ok(), "{s}");
+                    prop_assert_eq!(m.to_string().parse::<PortMapping>(), Ok(m));
+                }
+                Err(e) => prop_assert!(!e.to_string().contains('\n'), "{s}: {e}"),
+            }
+        }
+    }
 }

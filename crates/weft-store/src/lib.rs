@@ -95,6 +95,8 @@ pub struct EndpointRequest {
     pub container: String,
     pub ifname: String,
     pub netns: String,
+    /// The namespace `netns` named when the request was made.
+    pub netns_id: Option<weft_model::endpoint::NetnsId>,
     /// A fixed IPv4 address; None lets the store choose.
     pub ip: Option<Ipv4Addr>,
     /// A fixed IPv6 address, on networks with an IPv6 subnet.
@@ -139,6 +141,7 @@ impl EndpointRequest {
             gateway6: net.gateway6.filter(|_| !net.internal),
             host_veth: self.host_veth.clone(),
             netns: self.netns.clone(),
+            netns_id: self.netns_id,
             state: weft_model::EndpointState::Creating,
             boot_id: self.boot_id.clone(),
             pid: self.pid,

@@ -222,9 +222,12 @@ pub(crate) fn error_line(e: &anyhow::Error) -> String {
 
 /// Logs go to stderr only: stdout carries results (JSON, CNI).
 fn init_logs(verbose: u8) {
+    // hickory logs every DNS query (two lines, with its name) at info and
+    // malformed datagrams at info or warn: below -vv only its errors, or
+    // a container could write to the host's log at its packet rate.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,hickory_server=error,hickory_proto=error",
+        1 => "info,hickory_server=error,hickory_proto=error",
         _ => "debug",
     };
     tracing_subscriber::fmt()

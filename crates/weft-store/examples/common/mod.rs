@@ -14,6 +14,7 @@ pub fn request(container: &str, node: Option<&str>) -> EndpointRequest {
         container: container.into(),
         ifname: "eth0".into(),
         netns: format!("/run/netns/{container}"),
+        netns_id: None,
         ip: None,
         ip6: None,
         mac: Mac::derive(&["bench", container, "eth0"]),

@@ -97,15 +97,20 @@ impl Conn {
         if let Some((user, password)) = &cfg.user {
             opts = opts.with_user(user.clone(), password.clone());
         }
+        let etc_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let (pinned, server_name) = super::hosts::pin(&cfg.endpoints, &etc_hosts);
         let tls = tls_options(cfg)?;
         let with_tls = tls.is_some();
-        if let Some(tls) = tls {
+        if let Some(mut tls) = tls {
+            if let Some(name) = server_name {
+                tls = tls.domain_name(name);
+            }
             opts = opts.with_tls(tls);
         }
-        let client = Client::connect(&cfg.endpoints, Some(opts))
+        let client = Client::connect(&pinned, Some(opts))
             .await
             .map_err(|e| StoreError::EtcdConfig(format!("endpoints {endpoints:?}: {e}")))?;
-        let targets = cfg.endpoints.iter().filter_map(|e| host_port(e)).collect();
+        let targets = pinned.iter().filter_map(|e| host_port(e)).collect();
         Ok(Conn { client, keys: Keys::new(&cfg.prefix), endpoints, targets, tls: with_tls })
     }
 

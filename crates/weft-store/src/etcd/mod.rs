@@ -10,6 +10,7 @@
 mod client;
 mod cluster;
 mod endpoint;
+mod hosts;
 mod ipam;
 pub mod keys;
 mod network;

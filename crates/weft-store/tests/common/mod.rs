@@ -26,6 +26,7 @@ pub fn req(network: &str, container: &str) -> EndpointRequest {
         container: container.into(),
         ifname: "eth0".into(),
         netns: format!("/run/netns/{container}"),
+        netns_id: None,
         ip: None,
         ip6: None,
         mac: Mac::derive(&[network, container, "eth0"]),

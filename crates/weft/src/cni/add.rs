@@ -1,7 +1,7 @@
 //! ADD and DEL.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
 
 use weft_cni::result::{Dns, Interface, IpConfig, Route};
 use weft_cni::{CniError, CniResult, Code, Invocation, NetConf, Version};
@@ -22,44 +22,25 @@ pub fn add(
     let _own = ctx.share().map_err(to_cni)?;
     // Checked before anything is created: a bad CNI_NETNS must leave no
     // network behind either.
-    weft_datapath::Netns::open(&inv.netns)
+    let ns = weft_datapath::Netns::open(&inv.netns)
         .map_err(|e| CniError::new(Code::InvalidEnvironment, format!("CNI_NETNS: {e}")))?;
-    let net = ensure_network(ctx, conf)?;
-    let key = EndpointKey {
-        network: net.name.clone(),
-        container: inv.container_id.clone(),
-        ifname: inv.ifname.clone(),
-    };
-    // ADD is idempotent: the same container, interface and namespace get
-    // the endpoint they already have.
-    let ep = match ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
-        Some(ep) if ep.state == EndpointState::Ready && ep.netns == inv.netns => ep,
-        existing => {
-            if let Some(old) = existing {
-                endpoint::teardown(ctx, &old).map_err(to_cni)?;
+    endpoint::refuse_host_namespace(&ns)
+        .map_err(|e| CniError::new(Code::InvalidEnvironment, format!("CNI_NETNS: {e}")))?;
+    let (net, created) = ensure_network(ctx, conf)?;
+    let attached = endpoint_for(ctx, inv, conf, &net, &ns);
+    let ep = match attached {
+        Ok(ep) => ep,
+        Err(e) => {
+            // The first ADD made the network for this container: a failed
+            // one must not leave it (bridge, rules) behind. The store
+            // refuses if another ADD has attached to it meanwhile.
+            if created {
+                let _ = network::remove(ctx, &net.name, false);
             }
-            let ips = conf.requested_ips(inv.arg("IP"))?;
-            let req = AttachRequest {
-                network: net.name.clone(),
-                container: inv.container_id.clone(),
-                netns: NetnsRef::Path(PathBuf::from(&inv.netns)),
-                ifname: Some(inv.ifname.clone()),
-                ip: ips.iter().find_map(|ip| match ip {
-                    IpAddr::V4(a) => Some(*a),
-                    _ => None,
-                }),
-                ip6: ips.iter().find_map(|ip| match ip {
-                    IpAddr::V6(a) => Some(*a),
-                    _ => None,
-                }),
-                mac: conf.requested_mac(inv.arg("MAC"))?,
-                ports: conf.requested_ports()?,
-                aliases: Vec::new(),
-            };
-            endpoint::attach(ctx, &req).map_err(to_cni)?.0
+            return Err(e);
         }
     };
-    let mine = result_for(&net, &ep);
+    let mine = result_for(&net, &ep, &served_nameservers(&net));
     match &conf.prev_result {
         Some(prev) => {
             let mut r = CniResult::from_prev(prev)?;
@@ -73,15 +54,63 @@ pub fn add(
     }
 }
 
-/// The network named by the config; created on first use from the
+/// ADD is idempotent: the same container, interface and namespace get the
+/// endpoint they already have; anything else is attached afresh.
+fn endpoint_for(
+    ctx: &mut Context,
+    inv: &Invocation,
+    conf: &NetConf,
+    net: &Network,
+    ns: &weft_datapath::Netns,
+) -> Result<Endpoint, CniError> {
+    let key = EndpointKey {
+        network: net.name.clone(),
+        container: inv.container_id.clone(),
+        ifname: inv.ifname.clone(),
+    };
+    let existing = ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))?;
+    if let Some(ep) = &existing {
+        let same_ns = Path::new(&ep.netns) == ns.path() && ep.netns_id.is_none_or(|i| i == ns.id());
+        if ep.state == EndpointState::Ready && same_ns {
+            return Ok(ep.clone());
+        }
+        endpoint::teardown(ctx, ep).map_err(to_cni)?;
+    }
+    let ips = conf.requested_ips(inv.arg("IP"))?;
+    let req = AttachRequest {
+        network: net.name.clone(),
+        container: inv.container_id.clone(),
+        netns: NetnsRef::Path(ns.path().to_path_buf()),
+        ifname: Some(inv.ifname.clone()),
+        ip: ips.iter().find_map(|ip| match ip {
+            IpAddr::V4(a) => Some(*a),
+            _ => None,
+        }),
+        ip6: ips.iter().find_map(|ip| match ip {
+            IpAddr::V6(a) => Some(*a),
+            _ => None,
+        }),
+        mac: conf.requested_mac(inv.arg("MAC"))?,
+        ports: conf.requested_ports()?,
+        aliases: Vec::new(),
+    };
+    Ok(endpoint::attach(ctx, &req).map_err(to_cni)?.0)
+}
+
+/// The network named by the config, and whether this call created it;
+/// created on first use from the
 /// config's settings. A config that contradicts an existing network is an
 /// error rather than silently ignored.
-fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError> {
+fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<(Network, bool), CniError> {
     let spec = conf.network_spec();
+    let mut created = false;
     let net = match ctx.store.network(&conf.name).map_err(|e| to_cni(e.into()))? {
         Some(n) => n,
         None => match network::create(ctx, &spec) {
-            Ok(n) => n,
+            Ok(n) => {
+                created = true;
+                n
+            }
             // Another ADD created it a moment ago.
             Err(e)
                 if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::NetworkExists(_))) =>
@@ -108,10 +137,25 @@ fn ensure_network(ctx: &mut Context, conf: &NetConf) -> Result<Network, CniError
     if spec.internal != net.internal {
         return mismatch("internal", spec.internal.to_string(), net.internal.to_string());
     }
-    Ok(net)
+    Ok((net, created))
 }
 
-pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
+/// The network's gateways that a DNS server (`weft dns`, `weft agent`)
+/// really answers on: a runtime writes what the result lists into the
+/// container's resolv.conf, and a nameserver nobody serves would make
+/// every lookup there time out.
+fn served_nameservers(net: &Network) -> Vec<IpAddr> {
+    let Ok(bound) = weft_datapath::sockets::udp_receivers() else {
+        return Vec::new();
+    };
+    std::iter::once(IpAddr::V4(net.gateway))
+        .chain(net.gateway6.map(IpAddr::V6))
+        .filter(|g| bound.iter().any(|b| b.addr == *g && b.port == 53))
+        .collect()
+}
+
+/// The result for `ep`; `nameservers` are the ones that serve its network.
+pub fn result_for(net: &Network, ep: &Endpoint, nameservers: &[IpAddr]) -> CniResult {
     let interfaces = vec![
         Interface {
             name: net.bridge.clone(),
@@ -132,9 +176,11 @@ pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
             sandbox: Some(ep.netns.clone()),
         },
     ];
+    // An internal network's containers have no way out through the
+    // gateway: the result names none (ep.gateway is None there).
     let mut ips = vec![IpConfig {
         address: ep.address.to_string(),
-        gateway: Some(net.gateway.to_string()),
+        gateway: ep.gateway.map(|g| g.to_string()),
         interface: Some(2),
     }];
     let mut routes = Vec::new();
@@ -144,14 +190,15 @@ pub fn result_for(net: &Network, ep: &Endpoint) -> CniResult {
     if let Some(a6) = ep.address6 {
         ips.push(IpConfig {
             address: a6.to_string(),
-            gateway: net.gateway6.map(|g| g.to_string()),
+            gateway: ep.gateway6.map(|g| g.to_string()),
             interface: Some(2),
         });
         if let Some(gw6) = ep.gateway6 {
             routes.push(Route { dst: "::/0".into(), gw: Some(gw6.to_string()) });
         }
     }
-    let dns = Dns { nameservers: net.nameservers(), ..Dns::default() };
+    let nameservers = nameservers.iter().map(IpAddr::to_string).collect();
+    let dns = Dns { nameservers, ..Dns::default() };
     CniResult { interfaces, ips, routes, dns }
 }
 

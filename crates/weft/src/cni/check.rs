@@ -52,8 +52,11 @@ pub fn check(inv: &Invocation, conf: &NetConf, v: Version) -> Result<(), CniErro
     // Container side, read from inside the namespace.
     let ns = Netns::open(&inv.netns)
         .map_err(|e| CniError::new(Code::InvalidEnvironment, e.to_string()))?;
-    let mut nl = ns.netlink().map_err(|e| to_cni(e.into()))?;
     let where_ = format!("{} in {}", ep.ifname, inv.netns);
+    if ep.netns_id.is_some_and(|id| id != ns.id()) {
+        return drift(format!("{where_}: not the namespace the container was attached in"));
+    }
+    let mut nl = ns.netlink().map_err(|e| to_cni(e.into()))?;
     let Some(link) = nl.link_by_name(&ep.ifname).map_err(|e| to_cni(e.into()))? else {
         return drift(format!("{where_}: interface is missing"));
     };

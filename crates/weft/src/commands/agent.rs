@@ -45,6 +45,9 @@ impl Agent {
             bail!("--ttl must be at least 2 seconds");
         }
         let upstreams = super::dns::parse_upstreams(&self.upstreams)?;
+        if !self.no_dns {
+            super::dns::raise_open_files_limit();
+        }
         // Not in a namespace another (single-host) store manages: the
         // agent's firewall table would drop that store's networks. An etcd
         // that does not answer yet is waited for as before (the etcd

@@ -52,6 +52,7 @@ impl Dns {
             },
             None => None,
         };
+        raise_open_files_limit();
         let upstreams = self.upstreams()?;
         let store = SqliteStore::open(state_dir)?;
         let z = zone(&store)?;
@@ -86,6 +87,27 @@ fn write_pid(mut f: &std::fs::File) -> Result<()> {
     f.set_len(0)?;
     writeln!(f, "{}", std::process::id())?;
     Ok(())
+}
+
+/// Every TCP client holds a descriptor (up to 5 s idle) and every forward
+/// one more (at most 512): a service's usual soft limit of 1024 let a
+/// container's few thousand connections stop the server accepting and
+/// forwarding. The soft limit goes up to the hard one (Go's runtime does
+/// the same for every Go program, dockerd's embedded DNS included).
+pub fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write `lim`.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(
+                    "cannot raise the open files limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }
 
 /// `--upstream` values (IP or IP:PORT), or the nameservers of

@@ -102,6 +102,7 @@ impl NetworkCommand {
                     mtu: c.mtu,
                     bridge: c.bridge,
                     internal: c.internal,
+                    open: false,
                     driver: Some(match c.driver {
                         DriverArg::Bridge => weft_model::Driver::Bridge,
                         DriverArg::Overlay => weft_model::Driver::Overlay,

@@ -86,3 +86,43 @@ impl Conn {
         self.stream.write_all(&body).is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Conn, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (Conn::new(a), b)
+    }
+
+    #[test]
+    fn lines_one_at_a_time() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(b"{\"a\":1}\ngo\nrest").unwrap();
+        assert!(matches!(c.line(Duration::from_millis(50)), Got::Line(l) if l == b"{\"a\":1}"));
+        assert!(matches!(c.line(Duration::from_millis(50)), Got::Line(l) if l == b"go"));
+        assert!(matches!(c.line(Duration::from_millis(20)), Got::Slow), "no newline yet");
+        peer.write_all(b"\n").unwrap();
+        assert!(matches!(c.line(Duration::from_millis(50)), Got::Line(l) if l == b"rest"));
+        drop(peer);
+        assert!(matches!(c.line(Duration::from_millis(50)), Got::Failed("the client left")));
+    }
+
+    #[test]
+    fn too_large_and_too_slow() {
+        let (mut c, mut peer) = pair();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b' '; 64 * 1024];
+            while peer.write_all(&chunk).is_ok() {}
+        });
+        let got = c.line(LINE_TIMEOUT);
+        assert!(matches!(got, Got::Failed("the request is too large")));
+        drop(c);
+        writer.join().unwrap();
+
+        let (mut c, _peer) = pair();
+        c.deadline = Instant::now() + Duration::from_millis(30);
+        assert!(matches!(c.line(LINE_TIMEOUT), Got::Failed("the client sent nothing in time")));
+    }
+}

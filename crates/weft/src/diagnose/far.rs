@@ -116,8 +116,8 @@ impl<'a> Walk<'a> {
         mut seg: Vec<MtuLink>,
     ) -> Flow<()> {
         self.firewall_bridged(&net.bridge, ends.dst_ip, side.src)?;
-        let dst_ns = open_netns(&d.netns)
-            .and_then(|mut nl| NsView::read(&mut nl).map_err(|e| format!("{e:#}")));
+        let dst_ns =
+            open_netns(d).and_then(|mut nl| NsView::read(&mut nl).map_err(|e| format!("{e:#}")));
         self.peer_veth(d, net, &dst_ns)?;
         self.peer(d, &dst_ns, ends.dst_ip)?;
         seg.extend(self.dst_segment(d, net, &dst_ns));
@@ -154,7 +154,7 @@ impl<'a> Walk<'a> {
                         format!("{}'s MAC unknown until ARP answers", ends.dst_ip),
                     ))?,
                 }
-                let dst_ns = open_netns(&d.netns)
+                let dst_ns = open_netns(d)
                     .and_then(|mut nl| NsView::read(&mut nl).map_err(|e| format!("{e:#}")));
                 self.peer_veth(d, dn, &dst_ns)?;
                 self.peer(d, &dst_ns, ends.dst_ip)?;

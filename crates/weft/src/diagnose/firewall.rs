@@ -241,6 +241,7 @@ mod tests {
             subnet: "10.1.0.0/24".parse().unwrap(),
             subnet6: None,
             internal: false,
+            open: false,
         };
         let batch = serde_json::to_value(weft_firewall::ruleset("weft", &[net])).unwrap();
         let applied: Vec<(String, String)> = batch["nftables"]

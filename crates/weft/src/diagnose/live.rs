@@ -109,15 +109,30 @@ pub fn read_containers(eps: &[&Endpoint]) -> BTreeMap<String, NsState> {
         if out.contains_key(&ep.netns) {
             continue;
         }
-        let state = open_netns(&ep.netns)
-            .and_then(|mut nl| NsView::read(&mut nl).map_err(|e| format!("{e:#}")));
+        let state =
+            open_netns(ep).and_then(|mut nl| NsView::read(&mut nl).map_err(|e| format!("{e:#}")));
         out.insert(ep.netns.clone(), state);
     }
     out
 }
 
-pub fn open_netns(path: &str) -> Result<Netlink, String> {
-    Netns::open(path).and_then(|ns| ns.netlink()).map_err(|e| e.to_string())
+/// The namespace of an endpoint's container, while its path still names
+/// the namespace the container was attached in (a reused pid or a netns
+/// made again under the same name is not the container: diagnosing, let
+/// alone probing from, it would be about someone else).
+pub fn container_netns(ep: &Endpoint) -> Result<Netns, String> {
+    let ns = Netns::open(&ep.netns).map_err(|e| e.to_string())?;
+    if ep.netns_id.is_some_and(|id| id != ns.id()) {
+        return Err(format!(
+            "netns {} names another namespace now: the container is gone",
+            ep.netns
+        ));
+    }
+    Ok(ns)
+}
+
+pub fn open_netns(ep: &Endpoint) -> Result<Netlink, String> {
+    container_netns(ep).and_then(|ns| ns.netlink().map_err(|e| e.to_string()))
 }
 
 pub fn hostname() -> String {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use weft_datapath::probe::{send_probe, ProbeOutcome, ProbeProto};
 use weft_datapath::route_get::{Lookup, RouteKind, RouteQuery};
-use weft_datapath::{Netlink, Netns};
+use weft_datapath::Netlink;
 
-use super::live::{open_netns, HostView};
+use super::live::{container_netns, open_netns, HostView};
 use super::steps::{Step, StepKind as K};
 use super::walk::{Ends, Proto};
 
@@ -41,7 +41,7 @@ pub fn run(
 ) -> Result<Step> {
     let src = ends.src;
     let dst_ip = ends.dst_ip;
-    let ns = match Netns::open(&src.netns) {
+    let ns = match container_netns(src) {
         Ok(ns) => ns,
         Err(e) => {
             return Ok(Step::fail(
@@ -53,7 +53,7 @@ pub fn run(
     };
     let mut src_nl = ns.netlink()?;
     let dst = ends.dst.filter(|d| d.node.is_none() || d.node.as_deref() == node);
-    let mut dst_nl = dst.and_then(|d| open_netns(&d.netns).ok());
+    let mut dst_nl = dst.and_then(|d| open_netns(d).ok());
 
     let mut hops = Vec::new();
     let mut hop = |label: String, at: At, index: Option<u32>, rx: bool| {

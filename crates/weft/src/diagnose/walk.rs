@@ -176,7 +176,7 @@ impl<'a> Walk<'a> {
     pub fn src_side(&mut self, ends: &Ends<'a>) -> Flow<SrcSide<'a>> {
         let mut src = ends.src;
         let dst = ends.dst_ip;
-        let mut nl = match open_netns(&src.netns) {
+        let mut nl = match open_netns(src) {
             Ok(nl) => nl,
             Err(e) => {
                 let s = Step::fail(K::Netns, format!("{} in {}", src.container, src.netns), e)

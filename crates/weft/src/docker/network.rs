@@ -148,6 +148,7 @@ pub fn create_network(st: &mut State, req: types::CreateNetwork) -> Result<Empty
         // What Docker's bridge driver calls its bridges.
         bridge: Some(format!("br-{short}")),
         internal,
+        open: false,
         driver: None,
         vni: None,
     };
@@ -260,7 +261,6 @@ pub fn create_endpoint(
     };
     let opts = req.options.unwrap_or_default();
     let ports = port_mappings(&opts)?;
-    publish::check(&net, &ports)?;
     let chosen_mac = iface.mac_address.is_empty();
     let mac = if chosen_mac {
         Mac::derive(&[&net.name, &req.endpoint_id, IFNAME])
@@ -293,19 +293,17 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
     })?;
     let net = network_of(st, &req.network_id)?;
     let ctx = &mut st.ctx;
-    let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
-        Some(b) => b,
-        None if net.driver == Driver::Overlay => bail!(
-            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
-            net.name
-        ),
-        None => {
-            ops::network::build(ctx, &net)?;
-            ctx.host()?
-                .link_by_name(&net.bridge)?
-                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
-        }
-    };
+    let bridge = endpoint::bridge_of(ctx, &net)?;
+    // Docker gives a container's -p bindings to every endpoint it creates
+    // for it (also on `docker network connect`); one endpoint, the first,
+    // publishes them.
+    let published = ctx
+        .store
+        .endpoints(None)?
+        .into_iter()
+        .any(|e| e.netns == req.sandbox_key && e.node == ctx.node && !e.ports.is_empty());
+    let ports = if published { Vec::new() } else { p.ports.clone() };
+    publish::check(&net, &ports)?;
     let host_veth = names::host_veth_name(&p.network, &req.endpoint_id, IFNAME);
     let peer = names::temp_peer_name(&host_veth);
     let ep = ctx.store.reserve_endpoint(&EndpointRequest {
@@ -313,6 +311,8 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
         container: req.endpoint_id.clone(),
         ifname: IFNAME.to_string(),
         netns: req.sandbox_key.clone(),
+        // Docker moves the interface itself; weft never opens this path.
+        netns_id: None,
         ip: Some(p.ip),
         ip6: p.ip6,
         mac: p.mac,
@@ -321,7 +321,7 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
         boot_id: ctx.boot_id.clone(),
         pid: std::process::id(),
         created: now(),
-        ports: p.ports.clone(),
+        ports,
         aliases: Vec::new(),
     })?;
     let alias = endpoint::endpoint_alias(&ep.key());

@@ -148,16 +148,14 @@ fn run(args: Args) -> Result<Option<String>> {
     // One Podman operation at a time: a teardown removing a network with
     // its last container must not race a setup plugging into it.
     let _lock = crate::ops::context::lock(&ctx.state_dir.join("podman.lock"))?;
+    teardown::reclaim_vanished(&mut ctx)?;
     match args.command {
         Cmd::Setup { netns } => {
             let blocks = setup::setup(&mut ctx, &netns, &opts)
                 .with_context(|| format!("setup of {}", opts.container_name))?;
             Ok(Some(format!("{}\n", serde_json::to_string(&blocks)?)))
         }
-        Cmd::Teardown { netns } => {
-            tracing::debug!("teardown of {} in {}", opts.container_name, netns.display());
-            teardown::teardown(&mut ctx, &opts).map(|()| None)
-        }
+        Cmd::Teardown { netns } => teardown::teardown(&mut ctx, &netns, &opts).map(|()| None),
         Cmd::Version => unreachable!("handled above"),
     }
 }

@@ -21,8 +21,9 @@ pub fn setup(
     netns: &Path,
     opts: &NetworkOptions,
 ) -> Result<BTreeMap<String, StatusBlock>> {
-    // Checked first: a bad namespace must leave no network behind either.
-    weft_datapath::Netns::open(netns)?;
+    // Checked first: a bad namespace (or the host's own) must leave no
+    // network behind either.
+    endpoint::refuse_host_namespace(&weft_datapath::Netns::open(netns)?)?;
     let ports = opts.ports()?;
     // A container publishes its ports once, on its first network that can
     // carry them; `podman network connect` passes them again.
@@ -216,6 +217,9 @@ fn spec(name: &str, info: &NetworkInfo) -> Result<NetworkSpec> {
         mtu,
         bridge: info.network_interface.clone().filter(|b| !b.is_empty()),
         internal: info.internal,
+        // Podman's networks reach each other unless created with
+        // `-o isolate=true` (or `strict`), as with its own netavark.
+        open: !matches!(info.option("isolate"), Some("true" | "strict")),
         driver: Some(Driver::Bridge),
         vni: None,
     })
@@ -238,6 +242,9 @@ fn mismatch(have: &Network, want: &NetworkSpec) -> Option<String> {
     }
     if want.bridge.as_ref().is_some_and(|b| *b != have.bridge) {
         return differs("bridge", have.bridge.clone(), want.bridge.clone()?);
+    }
+    if (want.open && !want.internal) != have.open {
+        return differs("isolation", (!have.open).to_string(), (!want.open).to_string());
     }
     if want.internal != have.internal {
         return differs("internal", have.internal.to_string(), want.internal.to_string());

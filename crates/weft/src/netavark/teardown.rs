@@ -4,27 +4,23 @@
 //! container, as netavark deletes its bridge. Every network is tried, and
 //! the errors are reported together.
 
+use std::path::Path;
+
 use anyhow::{anyhow, Result};
-use weft_model::EndpointKey;
+use weft_model::{Endpoint, EndpointKey, EndpointState};
 
 use super::types::NetworkOptions;
 use super::{dns, owned, owner_key};
 use crate::ops::endpoint;
 use crate::ops::{network, Context};
 
-pub fn teardown(ctx: &mut Context, opts: &NetworkOptions) -> Result<()> {
+pub fn teardown(ctx: &mut Context, netns: &Path, opts: &NetworkOptions) -> Result<()> {
     let mut errors = Vec::new();
     for (name, per) in &opts.networks {
-        let key = EndpointKey {
-            network: name.clone(),
-            container: opts.container_name.clone(),
-            ifname: per.interface_name.clone(),
-        };
-        let done = match ctx.store.endpoint(&key) {
-            Ok(Some(ep)) => endpoint::teardown(ctx, &ep),
-            Ok(None) => Ok(()),
-            Err(e) => Err(e.into()),
-        };
+        let done = find(ctx, netns, opts, name, &per.interface_name).and_then(|ep| match ep {
+            Some(ep) => endpoint::teardown(ctx, &ep),
+            None => Ok(()),
+        });
         if let Err(e) = done.and_then(|()| drop_if_unused(ctx, name)) {
             errors.push(format!("network {name}: {}", super::one_line(&e)));
         }
@@ -37,6 +33,52 @@ pub fn teardown(ctx: &mut Context, opts: &NetworkOptions) -> Result<()> {
     } else {
         Err(anyhow!("teardown of {}: {}", opts.container_name, errors.join("; ")))
     }
+}
+
+/// Podman skips the teardown of a container whose network namespace
+/// vanished (it cannot join it): such endpoints on Podman's networks are
+/// reclaimed by the next setup or teardown, as `weft gc` would.
+pub fn reclaim_vanished(ctx: &mut Context) -> Result<()> {
+    let stale: Vec<Endpoint> = ctx
+        .store
+        .endpoints(None)?
+        .into_iter()
+        .filter(|e| e.state == EndpointState::Ready && e.node == ctx.node)
+        .filter(|e| !Path::new(&e.netns).exists())
+        .collect();
+    for ep in stale {
+        if owned(ctx, &ep.network)? {
+            tracing::info!("{}: its network namespace {} is gone", ep.key(), ep.netns);
+            endpoint::teardown(ctx, &ep)?;
+            drop_if_unused(ctx, &ep.network)?;
+        }
+    }
+    Ok(())
+}
+
+/// The container's endpoint on `network`: by name, or, for a container
+/// renamed since its setup (`podman rename`), by its namespace.
+fn find(
+    ctx: &Context,
+    netns: &Path,
+    opts: &NetworkOptions,
+    network: &str,
+    ifname: &str,
+) -> Result<Option<Endpoint>> {
+    let key = EndpointKey {
+        network: network.to_string(),
+        container: opts.container_name.clone(),
+        ifname: ifname.to_string(),
+    };
+    if let Some(ep) = ctx.store.endpoint(&key)? {
+        return Ok(Some(ep));
+    }
+    let netns = netns.display().to_string();
+    Ok(ctx
+        .store
+        .endpoints(Some(network))?
+        .into_iter()
+        .find(|e| e.netns == netns && e.ifname == ifname))
 }
 
 /// Removes a network Podman's setup created once no endpoint is left on it.

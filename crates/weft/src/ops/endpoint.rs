@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context as _, Result};
+use weft_datapath::link::Link;
 use weft_datapath::plug::{self, PlugSpec};
 use weft_datapath::Netns;
 use weft_model::endpoint::check_container_name;
@@ -97,27 +98,21 @@ pub fn attach_with(
             anyhow!("{e} (give the container's namespace with --netns PATH or --pid PID)")
         })?,
     };
+    refuse_host_namespace(&netns)?;
     let ifname = match &req.ifname {
         Some(i) => i.clone(),
         None => free_ifname(ctx, req, &netns)?,
     };
-    // A network whose bridge is gone (reboot, manual deletion) is rebuilt
-    // here rather than failing every attach until someone runs gc.
-    let bridge = match ctx.host()?.link_by_name(&net.bridge)? {
-        Some(b) => b,
-        None if net.driver == weft_model::Driver::Overlay => bail!(
-            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
-            net.name
-        ),
-        None => {
-            network::build(ctx, &net)?;
-            ctx.host()?
-                .link_by_name(&net.bridge)?
-                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))?
-        }
-    };
+    let bridge = bridge_of(ctx, &net)?;
 
     publish::check_with(&net, &req.ports, listeners == HostListeners::Refuse)?;
+    if let Some(mac) = req.mac {
+        if mac == network::bridge_mac(&net.name) || Some(mac) == bridge.mac {
+            // The bridge would take the container's frames for its own.
+            let why = "it is the address of the network's bridge";
+            return Err(weft_model::ModelError::BadMac(mac.to_string(), why).into());
+        }
+    }
     let ports = publish::choose_host_ports(ctx, &req.ports)?;
 
     let host_veth = names::host_veth_name(&req.network, &req.container, &ifname);
@@ -126,6 +121,7 @@ pub fn attach_with(
         container: req.container.clone(),
         ifname: ifname.clone(),
         netns: netns.path().display().to_string(),
+        netns_id: Some(netns.id()),
         ip: req.ip,
         ip6: req.ip6,
         mac: req.mac.unwrap_or_else(|| Mac::derive(&[&req.network, &req.container, &ifname])),
@@ -183,6 +179,46 @@ pub fn attach_with(
     Ok((Endpoint { state: weft_model::EndpointState::Ready, ..ep }, net))
 }
 
+/// weft never plugs the host into itself: a "container" namespace that is
+/// the one weft runs in, or the host's, would get the container end of the
+/// veth and a default route via the gateway, taking over the host's
+/// routing. The host's is PID 1's; where PID 1 cannot be inspected (a
+/// process with fewer capabilities than init may not), the namespaces of
+/// the processes that started weft stand for it: runtimes, shells and
+/// service managers run in the host's namespace, not in a container's.
+pub fn refuse_host_namespace(netns: &Netns) -> Result<()> {
+    let id = Some(netns.id());
+    let ns_of = |pid: &str| weft_datapath::netns::id_of(format!("/proc/{pid}/ns/net"));
+    let whose = if id == ns_of("thread-self") {
+        "weft's own network namespace".to_string()
+    } else if id == ns_of("1") {
+        "the host's network namespace (that of PID 1)".to_string()
+    } else if let Some(pid) = ancestors().into_iter().find(|p| id == ns_of(&p.to_string())) {
+        format!("the host's network namespace (that of PID {pid}, which started weft)")
+    } else {
+        return Ok(());
+    };
+    bail!(
+        "{} is {whose}, not a container's: weft plugs containers into networks, never the host",
+        netns.path().display()
+    )
+}
+
+/// weft's parent, its parent, ... up to (not including) PID 1.
+fn ancestors() -> Vec<u32> {
+    // SAFETY: getppid has no preconditions.
+    let mut pid = unsafe { libc::getppid() } as u32;
+    let mut out = Vec::new();
+    while pid > 1 && out.len() < 64 {
+        out.push(pid);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces and ')'.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        pid = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    }
+    out
+}
+
 /// The first `ethN` that is neither an interface in the container nor one
 /// weft recorded for it. A container already on this network keeps
 /// `eth0`-style naming out of it: attaching it twice is refused by the
@@ -222,6 +258,25 @@ fn leftover_of(ctx: &mut Context, req: &AttachRequest, ifname: &str) -> Result<b
     let host_veth = names::host_veth_name(&req.network, &req.container, ifname);
     let link = ctx.host()?.link_by_name(&host_veth)?;
     Ok(link.is_some_and(|l| l.alias.as_deref() == Some(plug::RETIRED_ALIAS)))
+}
+
+/// The network's bridge on this host. One whose bridge is gone (reboot,
+/// manual deletion) is rebuilt here rather than failing every attach until
+/// someone runs gc; an overlay's bridge is its agent's to make.
+pub fn bridge_of(ctx: &mut Context, net: &Network) -> Result<Link> {
+    match ctx.host()?.link_by_name(&net.bridge)? {
+        Some(b) => Ok(b),
+        None if net.driver == weft_model::Driver::Overlay => bail!(
+            "overlay network {} is not set up on this host yet: is `weft agent` running here?",
+            net.name
+        ),
+        None => {
+            network::build(ctx, net)?;
+            ctx.host()?
+                .link_by_name(&net.bridge)?
+                .ok_or_else(|| anyhow!("bridge {} missing", net.bridge))
+        }
+    }
 }
 
 /// Removes the container's endpoints on the network (one per ifname, or

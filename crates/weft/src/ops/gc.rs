@@ -4,7 +4,6 @@
 //! touched.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -96,10 +95,16 @@ fn stale(
     if ep.state == EndpointState::Creating {
         return if pid_alive(ep.pid) { None } else { Some("attach was interrupted") };
     }
-    if evidence == Evidence::Any
-        && (!Path::new(&ep.netns).exists() || Netns::open(&ep.netns).is_err())
-    {
-        return Some("netns is gone");
+    if evidence == Evidence::Any {
+        match Netns::open(&ep.netns) {
+            Err(_) => return Some("netns is gone"),
+            // The path now names another namespace: the pid was reused, or
+            // the named netns was deleted and made again.
+            Ok(ns) if ep.netns_id.is_some_and(|id| id != ns.id()) => {
+                return Some("netns is gone (its path names another namespace now)")
+            }
+            Ok(_) => {}
+        }
     }
     if !live_veths.contains(&ep.host_veth) {
         return Some("veth is gone");

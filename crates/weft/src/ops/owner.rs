@@ -230,6 +230,7 @@ fn adopt_endpoints(ctx: &mut Context, links: &[Link]) -> Result<Adopted> {
             container: container.to_string(),
             ifname: ifname.to_string(),
             netns: found.netns.display().to_string(),
+            netns_id: Netns::open(&found.netns).ok().map(|ns| ns.id()),
             ip: found.ip4,
             ip6: found.ip6,
             mac: found.mac.unwrap_or_else(|| Mac::derive(&[network, container, ifname])),
