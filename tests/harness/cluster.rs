@@ -17,6 +17,11 @@ pub fn etcd_url() -> String {
     format!("http://{ETCD_IP}:2379")
 }
 
+/// Client URL of member `m` of a multi-member etcd (member 0 is `etcd_url`).
+pub fn member_url(m: usize) -> String {
+    format!("http://{ETCD_IP}:{}", 2379 + 10000 * m)
+}
+
 /// A child process killed (SIGKILL) and reaped on drop.
 pub struct Proc(pub Option<Child>);
 
@@ -49,29 +54,60 @@ pub struct Cluster {
     // then the underlay namespace.
     pub hosts: Vec<Host>,
     pub etcd: Proc,
+    /// Members 1.. of a multi-member etcd (`with_etcd_members`); `etcd` is
+    /// member 0.
+    pub more_etcd: Vec<Proc>,
+    pub members: usize,
     /// Some: etcd serves https only and wants a client certificate.
     pub certs: Option<Certs>,
     pub etcd_dir: tempfile::TempDir,
     pub underlay: Netns,
+    /// Extra arguments of every `weft agent` (`--ttl 2`, ...).
+    pub agent_args: Vec<String>,
 }
 
 impl Cluster {
     pub fn new(n: usize) -> Cluster {
-        Cluster::build(n, None)
+        Cluster::build(n, None, &[], 1)
     }
 
     pub fn with_tls(n: usize) -> Cluster {
-        Cluster::build(n, Some(Certs::generate()))
+        Cluster::build(n, Some(Certs::generate()), &[], 1)
     }
 
-    fn build(n: usize, certs: Option<Certs>) -> Cluster {
+    /// Agents started with `args` besides the usual ones.
+    pub fn with_agent_args(n: usize, args: &[&str]) -> Cluster {
+        Cluster::build(n, None, args, 1)
+    }
+
+    /// etcd as users run it: `members` members (all in the underlay, on
+    /// ETCD_IP, ports 2379, 12379, 22379...); weft is given all of them.
+    pub fn with_etcd_members(n: usize, members: usize) -> Cluster {
+        Cluster::build(n, None, &[], members)
+    }
+
+    fn build(n: usize, certs: Option<Certs>, agent_args: &[&str], members: usize) -> Cluster {
         let underlay = Netns::new("ul");
         underlay.sh(&format!(
             "ip link add ul0 type bridge && ip addr add {ETCD_IP}/24 dev ul0 && ip link set ul0 up"
         ));
         let etcd_dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster { hosts: Vec::new(), etcd: Proc(None), certs, etcd_dir, underlay };
-        c.start_etcd();
+        let agent_args = agent_args.iter().map(|a| a.to_string()).collect();
+        let mut c = Cluster {
+            hosts: Vec::new(),
+            etcd: Proc(None),
+            more_etcd: Vec::new(),
+            members,
+            certs,
+            etcd_dir,
+            underlay,
+            agent_args,
+        };
+        if members > 1 {
+            c.start_etcd_members();
+        } else {
+            c.start_etcd();
+        }
         for i in 0..n {
             c.add_host(i);
         }
@@ -87,8 +123,67 @@ impl Cluster {
     pub fn client_args(&self) -> Vec<String> {
         match &self.certs {
             Some(certs) => certs.client_args(&certs.ca()),
+            None if self.members > 1 => {
+                let urls: Vec<String> = (0..self.members).map(member_url).collect();
+                vec!["--etcd".into(), urls.join(",")]
+            }
             None => vec!["--etcd".into(), etcd_url()],
         }
+    }
+
+    /// A multi-member etcd, every member with its own data dir and log.
+    fn start_etcd_members(&mut self) {
+        let peer = |m: usize| format!("http://{ETCD_IP}:{}", 2380 + 10000 * m);
+        let initial: Vec<String> = (0..self.members).map(|m| format!("m{m}={}", peer(m))).collect();
+        for m in 0..self.members {
+            let dir = self.etcd_dir.path().join(format!("data{m}"));
+            let log = std::fs::File::create(self.etcd_dir.path().join(format!("etcd{m}.log")))
+                .expect("log");
+            let child = self
+                .underlay
+                .command("etcd")
+                .args(["--name", &format!("m{m}"), "--data-dir", dir.to_str().unwrap()])
+                .args(["--listen-client-urls", &member_url(m), "--advertise-client-urls"])
+                .arg(member_url(m))
+                .args(["--listen-peer-urls", &peer(m), "--initial-advertise-peer-urls", &peer(m)])
+                .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new"])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start etcd (install etcd-server)");
+            if m == 0 {
+                self.etcd = Proc(Some(child));
+            } else {
+                self.more_etcd.push(Proc(Some(child)));
+            }
+        }
+        let urls: Vec<String> = (0..self.members).map(member_url).collect();
+        let health =
+            format!("ETCDCTL_API=3 etcdctl --endpoints {} endpoint health", urls.join(","));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.underlay.try_sh(&health) {
+            assert!(Instant::now() < deadline, "etcd members did not start: {}", self.etcd_log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The process id of the etcd member that leads now.
+    pub fn etcd_leader_pid(&self) -> u32 {
+        let urls: Vec<String> = (0..self.members).map(member_url).collect();
+        let out = self.underlay.sh(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints {} endpoint status -w json",
+            urls.join(",")
+        ));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl status json");
+        let leader = v.as_array().unwrap().iter().find(|s| {
+            s["Status"]["leader"].as_u64().is_some()
+                && s["Status"]["leader"] == s["Status"]["header"]["member_id"]
+        });
+        let leader = leader.unwrap_or_else(|| panic!("no leader in {out}"));
+        let url = leader["Endpoint"].as_str().unwrap();
+        let m = (0..self.members).find(|&m| member_url(m) == url).expect("leader is a member");
+        let proc = if m == 0 { &self.etcd } else { &self.more_etcd[m - 1] };
+        proc.0.as_ref().expect("member running").id()
     }
 
     pub fn start_etcd(&mut self) {
@@ -191,17 +286,19 @@ impl Cluster {
                 .args(["--node", &h.name, "--state-dir"])
                 .arg(h.state.path())
                 .args(["-v", "agent", "--underlay-ip", &h.ip])
+                .args(&self.agent_args)
                 .env_remove("WEFT_FAILPOINT")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .expect("start agent");
         self.hosts[i].agent = Proc(Some(child));
-        // Registered when `node ls` shows it.
+        // Registered when `node ls` shows it alive (an unreachable node is
+        // listed too, while its endpoints are kept).
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let r = self.weft(i, &["node", "ls", "--json"]);
-            if r.ok && r.stdout.contains(&format!("\"{}\"", self.hosts[i].name)) {
+            if r.ok && self.node_state(&r.stdout, i).as_deref() == Some("alive") {
                 break;
             }
             assert!(
@@ -212,6 +309,19 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Host `i`'s state in `node ls --json` output: "alive", "unreachable",
+    /// or None when it is not listed.
+    pub fn node_state(&self, ls_json: &str, i: usize) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(ls_json).ok()?;
+        let n = v.as_array()?.iter().find(|n| n["name"] == self.hosts[i].name.as_str())?;
+        n["state"].as_str().map(String::from)
+    }
+
+    /// Host `i`'s state as host `from` sees it.
+    pub fn state_of(&self, from: usize, i: usize) -> Option<String> {
+        self.node_state(&self.weft_ok(from, &["node", "ls", "--json"]), i)
     }
 
     pub fn agent_log(&self, i: usize) -> String {

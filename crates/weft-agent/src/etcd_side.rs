@@ -15,7 +15,14 @@ use weft_store::{EtcdConfig, StoreError};
 use crate::desired::View;
 use crate::Update;
 
-pub fn run(cfg: EtcdConfig, node: Node, ttl: i64, lease_file: PathBuf, tx: Sender<Update>) {
+pub fn run(
+    cfg: EtcdConfig,
+    node: Node,
+    ttl: i64,
+    grace: Duration,
+    lease_file: PathBuf,
+    tx: Sender<Update>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -26,7 +33,7 @@ pub fn run(cfg: EtcdConfig, node: Node, ttl: i64, lease_file: PathBuf, tx: Sende
     rt.block_on(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match session(&cfg, &node, ttl, &lease_file, &tx).await {
+            match session(&cfg, &node, ttl, grace, &lease_file, &tx).await {
                 Ok(()) => return, // the kernel side is gone
                 Err(e) => {
                     tracing::warn!("etcd: {e}; retrying in {backoff:?}");
@@ -43,6 +50,7 @@ async fn session(
     cfg: &EtcdConfig,
     node: &Node,
     ttl: i64,
+    grace: Duration,
     lease_file: &PathBuf,
     tx: &Sender<Update>,
 ) -> Result<(), StoreError> {
@@ -52,6 +60,8 @@ async fn session(
     let _ = std::fs::write(lease_file, lease.to_string());
     tracing::info!("registered node {} (lease {lease:x}, ttl {ttl}s)", node.name);
     let mut keep = cluster.keep_alive(lease).await?;
+    cluster.touch_node(&node.name, now()).await?;
+    let mut last_touch = std::time::Instant::now();
 
     let snap = cluster.snapshot().await?;
     let rev = snap.revision;
@@ -66,6 +76,16 @@ async fn session(
         tokio::select! {
             _ = tick.tick() => {
                 keep.renew().await?;
+                if last_touch.elapsed() >= TOUCH_EVERY.min(grace / 4) {
+                    last_touch = std::time::Instant::now();
+                    cluster.touch_node(&node.name, now()).await?;
+                    for gone in cluster.reap_expired(grace.as_secs(), now()).await? {
+                        tracing::warn!(
+                            "node {gone} was unreachable for longer than {grace:?}: removed, \
+                             its addresses are free"
+                        );
+                    }
+                }
             }
             ev = watch.next() => match ev {
                 Ok((_, ev)) => {
@@ -78,6 +98,17 @@ async fn session(
             }
         }
     }
+}
+
+/// How often the agent records that its node is alive, and looks for
+/// nodes unreachable past their grace period.
+const TOUCH_EVERY: Duration = Duration::from_secs(30);
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn view_of(s: Snapshot) -> View {

@@ -31,8 +31,12 @@ pub struct AgentConfig {
     pub node: String,
     pub underlay_ip: Option<IpAddr>,
     pub state_dir: PathBuf,
-    /// Lease TTL: how long after this host dies the others forget it.
+    /// Lease TTL: how long after this host stops renewing the others
+    /// treat it as unreachable (its entries withdrawn, its addresses kept).
     pub ttl: i64,
+    /// How long a node may stay unreachable before this agent removes it
+    /// and frees its addresses (flannel keeps a subnet lease 24 h).
+    pub node_grace: Duration,
     /// Full reconcile period.
     pub resync: Duration,
     /// Serve DNS for the cluster's containers on each network's gateway
@@ -75,10 +79,10 @@ pub fn run(cfg: AgentConfig) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let etcd_cfg = cfg.etcd.clone();
     let lease_file = cfg.state_dir.join("agent.lease");
-    let ttl = cfg.ttl;
+    let (ttl, grace) = (cfg.ttl, cfg.node_grace);
     std::thread::Builder::new()
         .name("etcd".into())
-        .spawn(move || etcd_side::run(etcd_cfg, node, ttl, lease_file, tx))
+        .spawn(move || etcd_side::run(etcd_cfg, node, ttl, grace, lease_file, tx))
         .context("start etcd thread")?;
 
     let zones = match cfg.dns.clone() {

@@ -99,6 +99,21 @@ impl Host {
         for e in &add {
             vxlan::add_remote(&mut self.nl, vx, e)?;
         }
+        // Containers here may cache an older MAC for these addresses (an
+        // address released and given to a new container elsewhere).
+        if !add.is_empty() {
+            if let Some(bridge) = self.nl.link_by_index(vx)?.and_then(|l| l.master) {
+                for e in &add {
+                    for ip in &e.ips {
+                        if let std::net::IpAddr::V4(v4) = ip {
+                            if let Err(err) = weft_datapath::garp::announce(bridge, e.mac, *v4) {
+                                tracing::debug!("announcing {v4}: {err}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
         Ok(Changes { added: add.len(), removed: remove.len(), devices: 0 })
     }
 

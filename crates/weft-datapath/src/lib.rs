@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod error;
+pub mod garp;
 pub mod link;
 pub mod link_detail;
 pub mod netlink;

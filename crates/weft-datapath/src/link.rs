@@ -35,6 +35,9 @@ pub struct Link {
     pub master: Option<u32>,
     /// Index of a veth's peer in its own namespace.
     pub peer_index: Option<u32>,
+    /// The namespace of a veth's peer, when it is another one: its id as
+    /// this namespace knows it (see `Netlink::nsid_of`).
+    pub peer_netnsid: Option<i32>,
 }
 
 impl Link {
@@ -50,6 +53,7 @@ impl Link {
             lower_up: m.header.flags.contains(LinkFlags::LowerUp),
             master: None,
             peer_index: None,
+            peer_netnsid: None,
         };
         for a in &m.attributes {
             match a {
@@ -61,6 +65,7 @@ impl Link {
                 LinkAttribute::Mtu(v) => l.mtu = *v,
                 LinkAttribute::Controller(i) => l.master = Some(*i),
                 LinkAttribute::Link(i) => l.peer_index = Some(*i),
+                LinkAttribute::LinkNetNsId(i) => l.peer_netnsid = Some(*i),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let LinkInfo::Kind(k) = i {

@@ -172,6 +172,30 @@ pub fn current_inode() -> u64 {
     std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino()).unwrap_or(0)
 }
 
+impl Netlink {
+    /// The id this socket's namespace knows `ns` by (what a veth whose peer
+    /// is there reports as `Link::peer_netnsid`), None when it has none.
+    pub fn nsid_of(&mut self, ns: &Netns) -> Result<Option<i32>> {
+        use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
+        use netlink_packet_route::RouteNetlinkMessage;
+        let mut m = NsidMessage::default();
+        m.attributes.push(NsidAttribute::Fd(ns.fd() as u32));
+        let answers = self.get(RouteNetlinkMessage::GetNsId(m)).map_err(|cause| {
+            DatapathError::Kernel { op: format!("get the id of {}", ns.path.display()), cause }
+        })?;
+        for a in answers {
+            if let RouteNetlinkMessage::NewNsId(m) = a {
+                for attr in m.attributes {
+                    if let NsidAttribute::Id(id) = attr {
+                        return Ok((id >= 0).then_some(id));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// The identity of the namespace a namespace file (or `/proc/PID/ns/net`)
 /// names; None when it cannot be read.
 pub fn id_of(path: impl AsRef<Path>) -> Option<NetnsId> {

@@ -274,6 +274,25 @@ pub fn retire(host: &mut Netlink, host_veth: &str) -> Result<bool> {
     }
 }
 
+/// Brings a host veth down (the container loses its carrier) or back up,
+/// by name, without marking it: a detach cuts the container off first and
+/// retires the pair only once the record is gone, so a store that refuses
+/// the removal leaves nothing to undo but this. False when the veth does
+/// not exist.
+pub fn set_carrier(host: &mut Netlink, host_veth: &str, up: bool) -> Result<bool> {
+    let mut m = LinkMessage::default();
+    m.header.change_mask |= LinkFlags::Up;
+    if up {
+        m.header.flags |= LinkFlags::Up;
+    }
+    m.attributes.push(LinkAttribute::IfName(host_veth.to_string()));
+    match host.exec(RouteNetlinkMessage::SetLink(m), 0) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+        Err(e) => Err(e).op(|| format!("set veth {host_veth} {}", if up { "up" } else { "down" })),
+    }
+}
+
 /// Deletes every retired pair of this namespace in one request: the kernel
 /// unregisters them together, with one RCU wait for all instead of one
 /// each, and takes its lock once. False when there was none.

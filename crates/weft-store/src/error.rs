@@ -42,6 +42,10 @@ pub enum StoreError {
     Db { context: String, source: rusqlite::Error },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// Damage SQLite would pass over silently, reading an older or empty
+    /// store: handing out addresses live containers hold.
+    #[error("store {path} is damaged ({why}); weft will not read it as empty or old: run `weft gc --adopt` to set it aside and rebuild the store from the kernel")]
+    Damaged { path: PathBuf, why: String },
     #[error("store {path}: schema version {found} is newer than this weft understands ({supported}); upgrade weft")]
     SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
     #[error("create state directory {path}: {source}")]
@@ -70,7 +74,7 @@ pub enum StoreError {
     NodeNotRegistered(String),
     #[error("node {0:?} is registered and alive; stop its agent or let its lease expire before reaping it")]
     NodeAlive(String),
-    #[error("etcd lease {lease:x} has expired: the node's endpoints and address blocks are gone from the cluster; register the node again")]
+    #[error("etcd lease {lease:x} has expired: the other hosts see this node as unreachable until it registers again (its endpoints are kept)")]
     LeaseLost { lease: i64 },
     #[error(
         "etcd history up to revision {0} was compacted; take a new snapshot and watch from there"

@@ -76,6 +76,16 @@ pub trait Store: Send {
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Sets `key` to `value` unless it has a value already; returns the
+    /// value it has now. Atomic where the backend allows it.
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        if let Some(v) = self.meta(key)? {
+            return Ok(v);
+        }
+        self.set_meta(key, value)?;
+        Ok(value.to_string())
+    }
 }
 
 /// What an attach asks of [`Store::reserve_endpoint`].

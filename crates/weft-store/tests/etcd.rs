@@ -227,16 +227,18 @@ fn endpoints_follow_the_single_host_rules() {
     let c3 = s.reserve_endpoint(&fixed("10.5.0.200")).unwrap();
     assert_eq!(c3.address.addr(), Ipv4Addr::new(10, 5, 0, 200));
 
-    // Ready keeps the record under its node's lease.
+    // Records and claims are under no lease: a node whose lease lapses
+    // (partitioned, agent stopped) keeps its addresses until removed.
     s.set_ready(&key("net", "c1")).unwrap();
     assert_eq!(s.endpoint(&key("net", "c1")).unwrap().unwrap().state, EndpointState::Ready);
     let keys = raw(&rt, &etcd, "/weft/");
-    assert_eq!(keys["/weft/endpoints/net/c1/eth0"].1, lease);
-    assert_eq!(keys["/weft/ipam/net/v4/0a050002"], ("/weft/endpoints/net/c1/eth0".into(), lease));
+    assert_ne!(lease, 0);
+    assert_eq!(keys["/weft/endpoints/net/c1/eth0"].1, 0);
+    assert_eq!(keys["/weft/ipam/net/v4/0a050002"], ("/weft/endpoints/net/c1/eth0".into(), 0));
     assert!(
         keys.contains_key(&format!("/weft/ipam/net/mac/{}", c1.mac.to_string().replace(':', "")))
     );
-    assert_eq!(keys["/weft/ipam/net/blocks/0a050000"], ("a".into(), lease));
+    assert_eq!(keys["/weft/ipam/net/blocks/0a050000"], ("a".into(), 0));
 
     // Listing is by address, like the single-host store.
     let listed: Vec<String> =
@@ -402,7 +404,8 @@ fn host_ports_clash_only_on_the_same_host() {
     a.store.remove_endpoint(&key("n2", "c2")).unwrap().unwrap();
     a.store.remove_endpoint(&key("n2", "c3")).unwrap().unwrap();
     assert!(!raw(&rt, &etcd, "/weft/ports/").contains_key("/weft/ports/a"));
-    assert_eq!(raw(&rt, &etcd, "/weft/ports/")["/weft/ports/b"].1, b.lease);
+    assert_ne!(b.lease, 0);
+    assert_eq!(raw(&rt, &etcd, "/weft/ports/")["/weft/ports/b"].1, 0, "ports outlive the lease");
 }
 
 #[test]

@@ -14,8 +14,10 @@ use weft_model::EndpointState;
 use weft_store::etcd::{Cluster, Event};
 use weft_store::{EtcdStore, Store, StoreError};
 
+/// Lease loss is not node death: the node is unreachable (its record
+/// gone), but its endpoints, claims and blocks stay until it is reaped.
 #[test]
-fn a_dead_host_takes_its_endpoints_claims_and_blocks_along() {
+fn a_host_whose_lease_lapsed_keeps_its_addresses_until_reaped() {
     let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
@@ -30,12 +32,21 @@ fn a_dead_host_takes_its_endpoints_claims_and_blocks_along() {
 
     rt.block_on(cluster.revoke(a.lease)).unwrap();
 
+    let all: Vec<String> =
+        b.store.endpoints(None).unwrap().into_iter().map(|e| e.container).collect();
+    assert_eq!(all.len(), 6, "a's endpoints must survive its lease: {all:?}");
+    let keys = raw(&rt, &etcd, "/weft/");
+    assert!(!keys.contains_key("/weft/nodes/a"));
+    assert!(keys.contains_key("/weft/nodes/b"));
+    let states = rt.block_on(cluster.node_states()).unwrap();
+    let a_state = states.iter().find(|s| s.name == "a").expect("a listed");
+    assert!(a_state.node.is_none() && a_state.endpoints == 3, "{a_state:?}");
+
+    rt.block_on(cluster.reap_node("a")).unwrap();
     let left: Vec<String> =
         b.store.endpoints(None).unwrap().into_iter().map(|e| e.container).collect();
     assert_eq!(left, ["b0", "b1", "b2"]);
     let keys = raw(&rt, &etcd, "/weft/");
-    assert!(!keys.contains_key("/weft/nodes/a"));
-    assert!(keys.contains_key("/weft/nodes/b"));
     // Only b's claims (v4, v6, MAC per endpoint), block and hint remain.
     let ipam: Vec<&String> = keys.keys().filter(|k| k.starts_with("/weft/ipam/")).collect();
     assert_eq!(ipam.len(), 3 * 3 + 1 + 1, "{ipam:?}");
@@ -51,7 +62,7 @@ fn a_dead_host_takes_its_endpoints_claims_and_blocks_along() {
 }
 
 #[test]
-fn lease_expiry_without_renewal_removes_the_node() {
+fn lease_expiry_without_renewal_makes_the_node_unreachable_not_gone() {
     let etcd = EtcdServer::start();
     let (cfg, rt) = (etcd.config(), rt());
     let cluster = rt.block_on(Cluster::connect(&cfg)).unwrap();
@@ -60,10 +71,17 @@ fn lease_expiry_without_renewal_removes_the_node() {
     s.create_network(&spec("net", "10.9.0.0/24"), &[], 0).unwrap();
     s.reserve_endpoint(&on("a", req("net", "c1"))).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.endpoints(None).unwrap().is_empty() {
+    while !rt.block_on(cluster.nodes()).unwrap().is_empty() {
         assert!(Instant::now() < deadline, "lease {lease:x} never expired");
         thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(s.endpoints(None).unwrap().len(), 1, "the endpoint died with the lease");
+    assert!(!raw(&rt, &etcd, "/weft/ipam/").is_empty());
+    // Past a grace period (here 0 s, last seen 10 s ago) an agent reaps it.
+    rt.block_on(cluster.touch_node("a", 1000)).unwrap();
+    assert!(rt.block_on(cluster.reap_expired(60, 1005)).unwrap().is_empty());
+    assert_eq!(rt.block_on(cluster.reap_expired(0, 1010)).unwrap(), ["a"]);
+    assert!(s.endpoints(None).unwrap().is_empty());
     assert!(raw(&rt, &etcd, "/weft/ipam/").is_empty());
 }
 

@@ -11,6 +11,10 @@ pub struct Flags {
     pub etcd_ca: Option<PathBuf>,
     pub etcd_cert: Option<PathBuf>,
     pub etcd_key: Option<PathBuf>,
+    pub etcd_user: Option<String>,
+    /// From the environment only (`WEFT_ETCD_PASSWORD`): a command line is
+    /// visible to every user of the host.
+    pub etcd_password: Option<String>,
 }
 
 /// The cluster settings of this invocation; `etcd` empty means single-host.
@@ -21,6 +25,8 @@ pub struct Cluster {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
 }
 
 impl Cluster {
@@ -31,6 +37,8 @@ impl Cluster {
             ca: flags.etcd_ca,
             cert: flags.etcd_cert,
             key: flags.etcd_key,
+            user: flags.etcd_user,
+            password: flags.etcd_password,
         };
         if file.exists() {
             let text = std::fs::read_to_string(file)
@@ -52,7 +60,10 @@ impl Cluster {
                     "etcd_ca" if c.ca.is_none() => c.ca = Some(v.into()),
                     "etcd_cert" if c.cert.is_none() => c.cert = Some(v.into()),
                     "etcd_key" if c.key.is_none() => c.key = Some(v.into()),
-                    "etcd" | "node" | "etcd_ca" | "etcd_cert" | "etcd_key" => {}
+                    "etcd_user" if c.user.is_none() => c.user = Some(v),
+                    "etcd_password" if c.password.is_none() => c.password = Some(v),
+                    "etcd" | "node" | "etcd_ca" | "etcd_cert" | "etcd_key" | "etcd_user"
+                    | "etcd_password" => {}
                     other => bail!("{}:{}: unknown key {other:?}", file.display(), n + 1),
                 }
             }
@@ -80,6 +91,7 @@ impl Cluster {
         c.ca = self.ca.clone();
         c.cert = self.cert.clone();
         c.key = self.key.clone();
+        c.user = self.user.clone().map(|u| (u, self.password.clone().unwrap_or_default()));
         c
     }
 }

@@ -55,8 +55,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "WEFT_ETCD_KEY", requires = "etcd_cert",
           value_name = "FILE", help_heading = CLUSTER)]
     etcd_key: Option<PathBuf>,
+    /// User for etcd's authentication; the password comes from
+    /// WEFT_ETCD_PASSWORD (or etcd_password in the config file), never
+    /// from the command line.
+    #[arg(long, global = true, env = "WEFT_ETCD_USER", value_name = "USER", help_heading = CLUSTER)]
+    etcd_user: Option<String>,
     /// Config file with defaults for the cluster options (`key = value`
-    /// lines: etcd, node, etcd_ca, etcd_cert, etcd_key).
+    /// lines: etcd, node, etcd_ca, etcd_cert, etcd_key, etcd_user,
+    /// etcd_password).
     #[arg(long, global = true, env = "WEFT_CONFIG", default_value = "/etc/weft/weft.conf",
           value_name = "FILE", help_heading = GLOBAL)]
     config: PathBuf,
@@ -193,6 +199,8 @@ fn main() -> ExitCode {
             etcd_ca: cli.etcd_ca.clone(),
             etcd_cert: cli.etcd_cert.clone(),
             etcd_key: cli.etcd_key.clone(),
+            etcd_user: cli.etcd_user.clone(),
+            etcd_password: std::env::var("WEFT_ETCD_PASSWORD").ok(),
         },
     )
     .map(ops::context::set_cluster);

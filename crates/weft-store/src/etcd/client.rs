@@ -94,6 +94,9 @@ impl Conn {
                 .with_keep_alive(Duration::from_secs(10), REQUEST_TIMEOUT)
                 .with_keep_alive_while_idle(true);
         }
+        if let Some((user, password)) = &cfg.user {
+            opts = opts.with_user(user.clone(), password.clone());
+        }
         let etc_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         let (pinned, server_name) = super::hosts::pin(&cfg.endpoints, &etc_hosts);
         let tls = tls_options(cfg)?;
@@ -109,6 +112,49 @@ impl Conn {
             .map_err(|e| StoreError::EtcdConfig(format!("endpoints {endpoints:?}: {e}")))?;
         let targets = pinned.iter().filter_map(|e| host_port(e)).collect();
         Ok(Conn { client, keys: Keys::new(&cfg.prefix), endpoints, targets, tls: with_tls })
+    }
+
+    /// Connects and proves etcd answers: [`Conn::new`] and a ping. With
+    /// several members, one that is down (killed, partitioned away) must
+    /// not fail the command, so the members are tried one at a time, from
+    /// one picked by process id (clients spread over the members); the
+    /// first that answers serves this connection (a follower forwards
+    /// writes to the leader). A long-lived user reconnects when it fails.
+    pub async fn connect(cfg: &EtcdConfig, long_lived: bool) -> Result<Conn, StoreError> {
+        let n = cfg.endpoints.len();
+        if n < 2 {
+            let conn = Conn::new(cfg, long_lived).await?;
+            return match conn.ping().await {
+                Ok(()) => Ok(conn),
+                Err(e) => Err(conn.error(e).await),
+            };
+        }
+        let start = std::process::id() as usize % n;
+        let mut first_error = None;
+        for i in 0..n {
+            let one = EtcdConfig {
+                endpoints: vec![cfg.endpoints[(start + i) % n].clone()],
+                ..cfg.clone()
+            };
+            let mut conn = Conn::new(&one, long_lived).await?;
+            match conn.ping().await {
+                Ok(()) => {
+                    // Messages name every member the user gave.
+                    conn.endpoints = cfg.endpoints.join(",");
+                    return Ok(conn);
+                }
+                Err(e) => {
+                    let e = conn.error(e).await;
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(match first_error.expect("n >= 2 tries") {
+            StoreError::Unreachable { why, .. } => {
+                StoreError::Unreachable { endpoints: cfg.endpoints.join(","), why }
+            }
+            other => other,
+        })
     }
 
     pub fn endpoints(&self) -> &str {
@@ -292,6 +338,23 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// The system's CA bundle: `SSL_CERT_FILE` as OpenSSL reads it, else the
+/// distribution's usual file.
+fn system_roots() -> Option<std::path::PathBuf> {
+    if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(f.into());
+    }
+    [
+        "/etc/ssl/certs/ca-certificates.crt", // Debian, Ubuntu, Arch, Alpine
+        "/etc/pki/tls/certs/ca-bundle.crt",   // Fedora, RHEL
+        "/etc/ssl/ca-bundle.pem",             // openSUSE
+        "/etc/ssl/cert.pem",                  // others
+    ]
+    .iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| p.is_file())
+}
+
 fn tls_options(cfg: &EtcdConfig) -> Result<Option<TlsOptions>, StoreError> {
     let https = cfg.endpoints.iter().any(|e| e.starts_with("https://"));
     let any_tls = cfg.ca.is_some() || cfg.cert.is_some() || cfg.key.is_some();
@@ -311,14 +374,21 @@ fn tls_options(cfg: &EtcdConfig) -> Result<Option<TlsOptions>, StoreError> {
         })
     };
     let mut tls = TlsOptions::new();
-    match &cfg.ca {
-        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?)),
-        None => {
-            return Err(StoreError::EtcdConfig(
-                "https:// endpoints need the CA that signed etcd's certificate (--etcd-ca)".into(),
-            ))
-        }
-    }
+    let ca =
+        match &cfg.ca {
+            Some(ca) => read("CA certificate", ca)?,
+            // An etcd with a certificate from a public or company CA the host
+            // already trusts needs no --etcd-ca: the system's roots.
+            None => match system_roots() {
+                Some(bundle) => read("system CA bundle", &bundle)?,
+                None => return Err(StoreError::EtcdConfig(
+                    "https:// endpoints need the CA that signed etcd's certificate (--etcd-ca): \
+                     this host has no system CA bundle"
+                        .into(),
+                )),
+            },
+        };
+    tls = tls.ca_certificate(Certificate::from_pem(ca));
     match (&cfg.cert, &cfg.key) {
         (Some(cert), Some(key)) => {
             let cert = read("client certificate", cert)?;

@@ -52,11 +52,7 @@ impl Cluster {
     /// The connection pings etcd while idle, so a watch or a lease renewal
     /// on a dead etcd fails instead of waiting forever.
     pub async fn connect(cfg: &EtcdConfig) -> Result<Cluster, StoreError> {
-        let conn = Conn::new(cfg, true).await?;
-        match conn.ping().await {
-            Ok(()) => Ok(Cluster { conn }),
-            Err(e) => Err(conn.error(e).await),
-        }
+        Ok(Cluster { conn: Conn::connect(cfg, true).await? })
     }
 
     async fn run<T>(
@@ -213,6 +209,97 @@ impl Cluster {
     /// many keys were deleted.
     pub async fn reap_node(&self, name: &str) -> Result<u64, StoreError> {
         self.run(reap(&self.conn, name)).await
+    }
+
+    /// Records that `node` is alive now (`nodemeta/{node}/seen`, seconds
+    /// since the epoch, no lease): what a grace period counts from.
+    pub async fn touch_node(&self, node: &str, now: u64) -> Result<(), StoreError> {
+        let key = self.conn.keys.node_meta(node, SEEN);
+        self.run(self.conn.put(&key, &now.to_string())).await
+    }
+
+    /// Every node the cluster knows: registered ones (reachable) and those
+    /// whose lease lapsed but whose endpoints are still recorded
+    /// (unreachable, possibly alive: their addresses stay taken). Sorted
+    /// by name.
+    pub async fn node_states(&self) -> Result<Vec<NodeState>, StoreError> {
+        self.run(async {
+            let k = &self.conn.keys;
+            let prefix = || Some(GetOptions::new().with_prefix());
+            let (_, reads) = self
+                .conn
+                .read(vec![
+                    TxnOp::get(k.nodes(), prefix()),
+                    TxnOp::get(k.endpoints(None), prefix()),
+                    TxnOp::get(k.node_meta_all(), prefix()),
+                ])
+                .await?;
+            let mut states: std::collections::BTreeMap<String, NodeState> = Default::default();
+            for kv in reads[0].kvs() {
+                let node: Node = decode(&format_args!("node {:?}", key_str(kv)?), kv.value())?;
+                let name = node.name.clone();
+                states.entry(name.clone()).or_insert_with(|| NodeState::named(&name)).node =
+                    Some(node);
+            }
+            for e in decode_endpoints(reads[1].kvs())? {
+                if let Some(n) = e.node.as_deref() {
+                    states.entry(n.to_string()).or_insert_with(|| NodeState::named(n)).endpoints +=
+                        1;
+                }
+            }
+            for kv in reads[2].kvs() {
+                let Some((n, what)) = k.parse_node_meta(key_str(kv)?) else { continue };
+                if what != SEEN {
+                    continue;
+                }
+                let seen = String::from_utf8_lossy(kv.value()).trim().parse().ok();
+                states.entry(n.to_string()).or_insert_with(|| NodeState::named(n)).last_seen = seen;
+            }
+            Ok(states.into_values().collect())
+        })
+        .await
+    }
+
+    /// Removes (as [`Cluster::reap_node`]) every node unreachable for
+    /// longer than `grace_secs`: no registration, last seen that long ago.
+    /// A node never seen (records older than the `seen` key) is left for
+    /// `weft node rm`. Returns the nodes removed.
+    pub async fn reap_expired(&self, grace_secs: u64, now: u64) -> Result<Vec<String>, StoreError> {
+        let mut gone = Vec::new();
+        for s in self.node_states().await? {
+            let expired =
+                s.node.is_none() && s.last_seen.is_some_and(|t| now.saturating_sub(t) > grace_secs);
+            if !expired {
+                continue;
+            }
+            match self.reap_node(&s.name).await {
+                Ok(_) => gone.push(s.name),
+                // It came back meanwhile.
+                Err(StoreError::NodeAlive(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(gone)
+    }
+}
+
+const SEEN: &str = "seen";
+
+/// A node as `weft node ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeState {
+    pub name: String,
+    /// Its registration: Some while its lease lives (reachable).
+    pub node: Option<Node>,
+    /// Endpoints recorded for it.
+    pub endpoints: usize,
+    /// When its agent last renewed its lease (seconds since the epoch).
+    pub last_seen: Option<u64>,
+}
+
+impl NodeState {
+    fn named(name: &str) -> NodeState {
+        NodeState { name: name.to_string(), node: None, endpoints: 0, last_seen: None }
     }
 }
 
@@ -397,8 +484,10 @@ async fn reap(conn: &Conn, name: &str) -> Result<u64, Fail> {
             groups.push(ops);
         }
     }
-    groups
-        .push(vec![TxnOp::delete(k.node_meta_dir(name), Some(DeleteOptions::new().with_prefix()))]);
+    groups.push(vec![
+        TxnOp::delete(k.node_meta_dir(name), Some(DeleteOptions::new().with_prefix())),
+        TxnOp::delete(k.ports(name), None),
+    ]);
 
     let mut deleted = 0;
     let mut batch: Vec<TxnOp> = Vec::new();

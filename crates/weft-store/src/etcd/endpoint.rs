@@ -2,7 +2,7 @@
 //!
 //! A reservation is one read of everything it checks, the address pick (see
 //! [`super::ipam`]), and ONE transaction that writes the endpoint with its
-//! address and MAC claims, all under the node's lease, on condition that
+//! address and MAC claims (none under a lease: see `keys`), on condition that
 //! none of them exists and that the network and the node's registration are
 //! the ones read. Whatever lost a race starts over from the read.
 
@@ -55,7 +55,6 @@ struct Found {
     net: Network,
     net_rev: i64,
     node_rev: i64,
-    lease: i64,
     blocks: BTreeMap<u32, String>,
     hint: Option<Ipv4Addr>,
     ports: NodePorts,
@@ -111,7 +110,6 @@ async fn read(
     Ok(Found {
         net_rev: net_kv.mod_revision(),
         node_rev: node_kv.create_revision(),
-        lease: node_kv.lease(),
         net,
         blocks,
         hint,
@@ -138,7 +136,6 @@ async fn try_reserve(
                 net_rev: found.net_rev,
                 node,
                 node_rev: found.node_rev,
-                lease: found.lease,
                 blocks: found.blocks.clone(),
                 hint: found.hint,
             };
@@ -201,7 +198,9 @@ async fn commit(
     let claim6 = endpoint.address6.map(|a| k.claim6(net, a.addr()));
     let mac = k.mac_claim(net, req.mac);
     let absent = |key: &str| Compare::version(key, CompareOp::Equal, 0);
-    let leased = || Some(PutOptions::new().with_lease(found.lease));
+    // No lease: a node that loses its lease (partitioned, agent stopped)
+    // may still be running these containers, so their records and claims
+    // stay until the node is removed (`weft node rm`, or its grace period).
 
     let mut when = vec![
         Compare::mod_revision(k.network(net), CompareOp::Equal, found.net_rev),
@@ -211,17 +210,17 @@ async fn commit(
         absent(&claim4),
     ];
     let mut then = vec![
-        TxnOp::put(ep_key.as_str(), encode(&endpoint)?, leased()),
-        TxnOp::put(claim4.as_str(), ep_key.as_str(), leased()),
-        TxnOp::put(mac.as_str(), ep_key.as_str(), leased()),
+        TxnOp::put(ep_key.as_str(), encode(&endpoint)?, None),
+        TxnOp::put(claim4.as_str(), ep_key.as_str(), None),
+        TxnOp::put(mac.as_str(), ep_key.as_str(), None),
     ];
     if !req.ports.is_empty() {
         when.push(found.ports.unchanged());
-        then.push(found.ports.with(&endpoint.key(), &req.ports, found.lease)?);
+        then.push(found.ports.with(&endpoint.key(), &req.ports)?);
     }
     if req.ip.is_none() {
         let hint = endpoint.address.addr().to_string();
-        then.push(TxnOp::put(k.hint(net, node), hint, leased()));
+        then.push(TxnOp::put(k.hint(net, node), hint, None));
     }
     let mut otherwise = vec![
         TxnOp::get(k.network(net), Some(GetOptions::new().with_count_only())),
@@ -232,7 +231,7 @@ async fn commit(
     ];
     if let Some(c6) = &claim6 {
         when.push(absent(c6));
-        then.push(TxnOp::put(c6.as_str(), ep_key.as_str(), leased()));
+        then.push(TxnOp::put(c6.as_str(), ep_key.as_str(), None));
         otherwise.push(TxnOp::get(c6.as_str(), None));
     }
     let resp = conn.txn(Txn::new().when(when).and_then(then).or_else(otherwise)).await?;
@@ -356,6 +355,17 @@ pub(super) async fn remove(conn: &Conn, key: &EndpointKey) -> Result<Option<Endp
         backoff(attempt).await;
     }
     Err(StoreError::Contention(format!("detach endpoint {key}")).into())
+}
+
+/// The record with its revision, as [`reserve`] returns it.
+pub(super) async fn get_written(conn: &Conn, key: &EndpointKey) -> Result<Option<Written>, Fail> {
+    match conn.get(&conn.keys.endpoint(key)).await? {
+        Some(kv) => {
+            let e = decode(&format_args!("endpoint {key}"), kv.value())?;
+            Ok(Some((e, kv.mod_revision())))
+        }
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn get(conn: &Conn, key: &EndpointKey) -> Result<Option<Endpoint>, Fail> {

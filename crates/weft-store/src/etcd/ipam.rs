@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_model::{ipam, Network};
 
@@ -114,7 +114,6 @@ pub struct NetView<'a> {
     pub net_rev: i64,
     pub node: &'a str,
     pub node_rev: i64,
-    pub lease: i64,
     /// Every claimed block and its owner.
     pub blocks: BTreeMap<u32, String>,
     pub hint: Option<Ipv4Addr>,
@@ -232,7 +231,8 @@ async fn claimed4(
 }
 
 /// Claims the block at `start` for the node; false if another host has it.
-/// The block dies with the node's lease. If the network was removed (or
+/// The block is the node's until the node is removed (not when its lease
+/// is lost: the node may still hand out addresses of it). If the network was removed (or
 /// recreated) or the node's registration changed since the first read, the
 /// whole reservation starts over ([`Fail::Stale`]).
 async fn claim_block(conn: &Conn, view: &NetView<'_>, start: u32) -> Result<bool, Fail> {
@@ -244,11 +244,7 @@ async fn claim_block(conn: &Conn, view: &NetView<'_>, start: u32) -> Result<bool
             Compare::mod_revision(k.network(&view.net.name), CompareOp::Equal, view.net_rev),
             Compare::create_revision(k.node(view.node), CompareOp::Equal, view.node_rev),
         ])
-        .and_then(vec![TxnOp::put(
-            block.as_str(),
-            view.node,
-            Some(PutOptions::new().with_lease(view.lease)),
-        )])
+        .and_then(vec![TxnOp::put(block.as_str(), view.node, None)])
         .or_else(vec![TxnOp::get(block.as_str(), Some(GetOptions::new().with_count_only()))]);
     let resp = conn.txn(txn).await?;
     if resp.succeeded() {

@@ -7,13 +7,13 @@
 //! | `{p}netlock`                                 | name of the last network created or removed | none |
 //! | `{p}nodes/{node}`                            | `Node`                | the node's       |
 //! | `{p}nodemeta/{node}/{key}`                   | plain text            | none             |
-//! | `{p}endpoints/{network}/{container}/{ifname}`| `Endpoint`            | its node's       |
-//! | `{p}ipam/{network}/v4/{8 hex digits}`        | endpoint key (claim)  | its node's       |
-//! | `{p}ipam/{network}/v6/{32 hex digits}`       | endpoint key (claim)  | its node's       |
-//! | `{p}ipam/{network}/mac/{12 hex digits}`      | endpoint key (claim)  | its node's       |
-//! | `{p}ipam/{network}/blocks/{8 hex digits}`    | owning node's name    | the owner's      |
-//! | `{p}ipam/{network}/hint/{node}`              | last IPv4 address the node handed out | the node's |
-//! | `{p}ports/{node}`                            | host ports the node's endpoints publish | the node's |
+//! | `{p}endpoints/{network}/{container}/{ifname}`| `Endpoint`            | none             |
+//! | `{p}ipam/{network}/v4/{8 hex digits}`        | endpoint key (claim)  | none             |
+//! | `{p}ipam/{network}/v6/{32 hex digits}`       | endpoint key (claim)  | none             |
+//! | `{p}ipam/{network}/mac/{12 hex digits}`      | endpoint key (claim)  | none             |
+//! | `{p}ipam/{network}/blocks/{8 hex digits}`    | owning node's name    | none             |
+//! | `{p}ipam/{network}/hint/{node}`              | last IPv4 address the node handed out | none |
+//! | `{p}ports/{node}`                            | host ports the node's endpoints publish | none |
 //!
 //! `netlock` is an optimistic lock: every network create and remove rewrites
 //! it and compares its revision, so two hosts cannot both create networks
@@ -24,8 +24,13 @@
 //! if smaller) only let each host allocate among addresses nobody else is
 //! trying, without an etcd round trip per candidate. Addresses are fixed-width
 //! hex so that keys sort numerically and a block's claims are one range read.
-//! Everything a host writes for its endpoints is attached to its lease: when
-//! the host dies, etcd deletes it all at once.
+//! Only the node record is attached to the node's lease: it says the node
+//! is reachable. What a host writes for its endpoints is not: a host whose
+//! lease lapsed (partitioned from etcd, agent stopped) may still run those
+//! containers, so their addresses stay taken until the node is removed
+//! (`weft node rm`, or an agent reaping it after its grace period; see
+//! `Cluster::reap_node` and docs/ownership.md). `nodemeta/{node}/seen`
+//! is when its agent last renewed its lease.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -86,6 +91,16 @@ impl Keys {
 
     pub fn node_meta(&self, node: &str, key: &str) -> String {
         format!("{}nodemeta/{node}/{key}", self.prefix)
+    }
+
+    /// Every node's metadata.
+    pub fn node_meta_all(&self) -> String {
+        format!("{}nodemeta/", self.prefix)
+    }
+
+    /// (node, key) of a metadata key.
+    pub fn parse_node_meta<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        key.strip_prefix(self.prefix.as_str())?.strip_prefix("nodemeta/")?.split_once('/')
     }
 
     /// All endpoints, or with `Some(network)` those of one network.

@@ -28,7 +28,7 @@ use crate::{EndpointRequest, Store, StoreError};
 use client::{Conn, Fail};
 
 pub use client::{CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-pub use cluster::{Cluster, Event, KeepAlive, Snapshot, Watch};
+pub use cluster::{Cluster, Event, KeepAlive, NodeState, Snapshot, Watch};
 
 /// Where the cluster store is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub struct EtcdConfig {
     /// Client certificate (PEM), with `key`, for etcd's client-cert auth.
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// User name and password for etcd's authentication (`etcdctl auth
+    /// enable`); None: none.
+    pub user: Option<(String, String)>,
     /// Every key weft writes starts with this; several clusters (or test
     /// runs) can share one etcd under different prefixes.
     pub prefix: String,
@@ -49,7 +52,14 @@ pub const DEFAULT_PREFIX: &str = "/weft/";
 
 impl EtcdConfig {
     pub fn new(endpoints: Vec<String>) -> EtcdConfig {
-        EtcdConfig { endpoints, ca: None, cert: None, key: None, prefix: DEFAULT_PREFIX.into() }
+        EtcdConfig {
+            endpoints,
+            ca: None,
+            cert: None,
+            key: None,
+            user: None,
+            prefix: DEFAULT_PREFIX.into(),
+        }
     }
 }
 
@@ -62,7 +72,10 @@ impl Default for EtcdConfig {
 /// The [`Store`] of one host of a cluster.
 pub struct EtcdStore {
     rt: Runtime,
-    conn: Conn,
+    cfg: EtcdConfig,
+    /// The member this store talks to; replaced by another one when it
+    /// stops answering (see [`EtcdStore::run_again`]).
+    conn: Mutex<Conn>,
     node: String,
     /// The last endpoint this store reserved, as written: the attach that
     /// follows with `set_ready` then needs no read.
@@ -78,30 +91,65 @@ impl EtcdStore {
             .enable_all()
             .build()
             .map_err(StoreError::Runtime)?;
-        let conn = rt.block_on(async {
-            let conn = Conn::new(cfg, false).await?;
-            match conn.ping().await {
-                Ok(()) => Ok(conn),
-                Err(e) => Err(conn.error(e).await),
-            }
-        })?;
-        Ok(EtcdStore { rt, conn, node: node.to_string(), last: Mutex::new(None) })
+        let conn = rt.block_on(Conn::connect(cfg, false))?;
+        Ok(EtcdStore {
+            rt,
+            cfg: cfg.clone(),
+            conn: Mutex::new(conn),
+            node: node.to_string(),
+            last: Mutex::new(None),
+        })
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     pub fn node(&self) -> &str {
         &self.node
     }
 
-    fn run<T>(
-        &self,
-        op: impl std::future::Future<Output = Result<T, Fail>>,
-    ) -> Result<T, StoreError> {
+    /// Runs `op` on the current member.
+    fn run<T, F>(&self, op: impl FnOnce(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, Fail>>,
+    {
+        let conn = self.conn();
         self.rt.block_on(async {
-            match op.await {
+            match op(conn.clone()).await {
                 Ok(v) => Ok(v),
-                Err(e) => Err(self.conn.error(e).await),
+                Err(e) => Err(conn.error(e).await),
             }
         })
+    }
+
+    /// Runs `op`, and once more on another member when the first one
+    /// stopped answering (killed, partitioned away: a 3-member etcd loses
+    /// its leader and goes on). Only for operations whose second run is
+    /// right whether or not the first one took effect.
+    fn run_again<T, F>(&self, op: impl Fn(Conn) -> F) -> Result<T, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, Fail>>,
+    {
+        match self.run(&op) {
+            Err(StoreError::Unreachable { .. }) if self.failover() => self.run(&op),
+            r => r,
+        }
+    }
+
+    /// Connects to a member that answers, if there is another one; false
+    /// when there is no other member.
+    fn failover(&self) -> bool {
+        if self.cfg.endpoints.len() < 2 {
+            return false;
+        }
+        match self.rt.block_on(Conn::connect(&self.cfg, false)) {
+            Ok(c) => {
+                *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = c;
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 
@@ -112,23 +160,41 @@ impl Store for EtcdStore {
         host_taken: &[IpNet],
         created: u64,
     ) -> Result<Network, StoreError> {
-        self.run(network::create(&self.conn, spec, host_taken, created))
+        // Not run again: a create whose answer was lost would find its own
+        // network and report it as taken.
+        self.run(|c| async move { network::create(&c, spec, host_taken, created).await })
     }
 
     fn network(&self, name: &str) -> Result<Option<Network>, StoreError> {
-        self.run(network::get(&self.conn, name))
+        self.run_again(|c| async move { network::get(&c, name).await })
     }
 
     fn networks(&self) -> Result<Vec<Network>, StoreError> {
-        self.run(network::list(&self.conn))
+        self.run_again(|c| async move { network::list(&c).await })
     }
 
     fn remove_network(&self, name: &str) -> Result<Network, StoreError> {
-        self.run(network::remove(&self.conn, name))
+        self.run(|c| async move { network::remove(&c, name).await })
     }
 
     fn reserve_endpoint(&self, req: &EndpointRequest) -> Result<Endpoint, StoreError> {
-        let written = self.run(endpoint::reserve(&self.conn, req))?;
+        let written = match self.run(|c| async move { endpoint::reserve(&c, req).await }) {
+            Err(StoreError::Unreachable { .. }) if self.failover() => {
+                // The reservation may have been written before the member
+                // died: then the record is this request's, and it is the
+                // answer (a reservation reported failed must not stay).
+                let key = request_key(req);
+                let found = self.run(|c| {
+                    let key = key.clone();
+                    async move { endpoint::get_written(&c, &key).await }
+                })?;
+                match found {
+                    Some(w) if is_from(&w.0, req) => w,
+                    _ => self.run(|c| async move { endpoint::reserve(&c, req).await })?,
+                }
+            }
+            r => r?,
+        };
         let e = written.0.clone();
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(written);
         Ok(e)
@@ -139,25 +205,32 @@ impl Store for EtcdStore {
             let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
             last.take_if(|(e, _)| e.key() == *key)
         };
-        self.run(endpoint::set_ready(&self.conn, key, known))
+        match self.run(|c| async move { endpoint::set_ready(&c, key, known).await }) {
+            // Read afresh on the next member: the first write may have
+            // changed the revision `known` names.
+            Err(StoreError::Unreachable { .. }) if self.failover() => {
+                self.run(|c| async move { endpoint::set_ready(&c, key, None).await })
+            }
+            r => r,
+        }
     }
 
     fn remove_endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError> {
-        self.run(endpoint::remove(&self.conn, key))
+        self.run_again(|c| async move { endpoint::remove(&c, key).await })
     }
 
     fn endpoint(&self, key: &EndpointKey) -> Result<Option<Endpoint>, StoreError> {
-        self.run(endpoint::get(&self.conn, key))
+        self.run_again(|c| async move { endpoint::get(&c, key).await })
     }
 
     fn endpoints(&self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
-        self.run(endpoint::list(&self.conn, network))
+        self.run_again(|c| async move { endpoint::list(&c, network).await })
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let k = self.conn.keys.node_meta(&self.node, key);
-        self.run(async {
-            match self.conn.get(&k).await? {
+        self.run_again(|c| async move {
+            let k = c.keys.node_meta(&self.node, key);
+            match c.get(&k).await? {
                 Some(kv) => Ok(Some(String::from_utf8_lossy(kv.value()).into_owned())),
                 None => Ok(None),
             }
@@ -165,9 +238,29 @@ impl Store for EtcdStore {
     }
 
     fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        let k = self.conn.keys.node_meta(&self.node, key);
-        self.run(self.conn.put(&k, value))
+        self.run_again(|c| async move {
+            let k = c.keys.node_meta(&self.node, key);
+            c.put(&k, value).await
+        })
     }
+}
+
+fn request_key(req: &EndpointRequest) -> EndpointKey {
+    EndpointKey {
+        network: req.network.clone(),
+        container: req.container.clone(),
+        ifname: req.ifname.clone(),
+    }
+}
+
+/// Whether a stored endpoint is the one `req` asked for (same process,
+/// moment and namespace), not an older one of the same name.
+fn is_from(e: &Endpoint, req: &EndpointRequest) -> bool {
+    e.pid == req.pid
+        && e.created == req.created
+        && e.boot_id == req.boot_id
+        && e.netns == req.netns
+        && e.node == req.node
 }
 
 /// Optimistic transactions retry this often before reporting contention.

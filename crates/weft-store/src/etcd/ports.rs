@@ -65,7 +65,7 @@ impl NodePorts {
     }
 
     /// Writes the record with `ports` of endpoint `k` added.
-    pub fn with(&self, k: &EndpointKey, ports: &[PortMapping], lease: i64) -> Result<TxnOp, Fail> {
+    pub fn with(&self, k: &EndpointKey, ports: &[PortMapping]) -> Result<TxnOp, Fail> {
         let mut list = self.list.clone();
         list.extend(ports.iter().map(|p| Published {
             network: k.network.clone(),
@@ -73,8 +73,8 @@ impl NodePorts {
             ifname: k.ifname.clone(),
             mapping: *p,
         }));
-        let put = PutOptions::new().with_lease(lease);
-        Ok(TxnOp::put(self.key.as_str(), encode(&list)?, Some(put)))
+        // Kept through a lost lease, as the endpoints are.
+        Ok(TxnOp::put(self.key.as_str(), encode(&list)?, None))
     }
 
     /// Writes the record without the ports of endpoint `k`, or deletes it
@@ -84,7 +84,8 @@ impl NodePorts {
         if list.is_empty() {
             return Ok(TxnOp::delete(self.key.as_str(), None));
         }
-        // The record keeps its lease (its node's).
+        // The record keeps its lease (none since leases stopped carrying
+        // endpoints; older records keep their node's).
         let put = PutOptions::new().with_ignore_lease();
         Ok(TxnOp::put(self.key.as_str(), encode(&list)?, Some(put)))
     }

@@ -9,6 +9,7 @@
 
 mod endpoint;
 mod network;
+mod wal;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,7 @@ impl SqliteStore {
             .create(state_dir)
             .map_err(|source| StoreError::StateDir { path: state_dir.to_path_buf(), source })?;
         let path = state_dir.join("weft.db");
+        check_damage(&path)?;
         let fail = |e| into_error(&path, e);
         let mut conn = retry(|| connect(&path)).map_err(fail)?;
         match retry(|| Ok(schema::migrate(&mut conn)?)).map_err(fail)? {
@@ -226,6 +228,22 @@ impl SqliteStore {
         // so the connection behind a poisoned lock is still consistent.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         retry(|| op(&mut conn)).map_err(|e| into_error(&self.path, e))
+    }
+}
+
+/// Refuses a database whose log SQLite would silently cut short. Another
+/// process may be writing the log this moment (a torn read looks like
+/// damage), so it looks again before it says so.
+fn check_damage(path: &Path) -> Result<(), StoreError> {
+    for pause in [5, 20, 50] {
+        if wal::damage(path).is_none() {
+            return Ok(());
+        }
+        sleep(Duration::from_millis(pause));
+    }
+    match wal::damage(path) {
+        Some(why) => Err(StoreError::Damaged { path: path.to_path_buf(), why }),
+        None => Ok(()),
     }
 }
 
@@ -302,6 +320,21 @@ impl Store for SqliteStore {
             )?;
             stmt.execute([key, value])?;
             Ok(())
+        })
+    }
+
+    fn init_meta(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        self.run(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+            )?
+            .execute([key, value])?;
+            let v: String = tx
+                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(v)
         })
     }
 }

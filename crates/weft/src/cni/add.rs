@@ -18,6 +18,8 @@ pub fn add(
     conf: &NetConf,
     v: Version,
 ) -> Result<CniResult, CniError> {
+    // Replacing a stale endpoint and attaching are one operation for gc.
+    let _own = ctx.share().map_err(to_cni)?;
     // Checked before anything is created: a bad CNI_NETNS must leave no
     // network behind either.
     let ns = weft_datapath::Netns::open(&inv.netns)
@@ -203,13 +205,20 @@ pub fn result_for(net: &Network, ep: &Endpoint, nameservers: &[IpAddr]) -> CniRe
 /// DEL succeeds whenever the endpoint is gone afterwards: unknown network,
 /// unknown container, namespace already deleted, second DEL.
 pub fn del(ctx: &mut Context, inv: &Invocation, conf: &NetConf) -> Result<(), CniError> {
+    let _own = ctx.share().map_err(to_cni)?;
     let key = EndpointKey {
         network: conf.name.clone(),
         container: inv.container_id.clone(),
         ifname: inv.ifname.clone(),
     };
-    if let Some(ep) = ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
-        endpoint::teardown(ctx, &ep).map_err(to_cni)?;
+    match ctx.store.endpoint(&key).map_err(|e| to_cni(e.into()))? {
+        // The same container id on another host is that host's: nothing
+        // of it is here to delete.
+        Some(ep) if ep.node != ctx.node => {
+            tracing::info!("DEL: {} belongs to node {:?}; left alone", ep.key(), ep.node)
+        }
+        Some(ep) => endpoint::teardown(ctx, &ep).map_err(to_cni)?,
+        None => {}
     }
     Ok(())
 }

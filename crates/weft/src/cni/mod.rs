@@ -88,6 +88,8 @@ fn run(input: &[u8], version_hint: &mut String) -> Result<Option<serde_json::Val
         etcd_ca: env_path("WEFT_ETCD_CA"),
         etcd_cert: env_path("WEFT_ETCD_CERT"),
         etcd_key: env_path("WEFT_ETCD_KEY"),
+        etcd_user: std::env::var("WEFT_ETCD_USER").ok(),
+        etcd_password: std::env::var("WEFT_ETCD_PASSWORD").ok(),
     };
     let cluster = crate::config::Cluster::resolve(&file, flags)
         .map_err(|e| CniError::new(Code::InvalidConfig, format!("{e:#}")))?;

@@ -25,7 +25,11 @@ impl FirewallCommand {
     pub fn run(self, state_dir: &Path) -> Result<()> {
         match self {
             FirewallCommand::Reload => {
-                let ctx = super::mutating(state_dir)?;
+                let mut ctx = super::mutating(state_dir)?;
+                // The table is rebuilt from this store alone: not over
+                // another store's networks.
+                let links = ctx.host()?.links()?;
+                crate::ops::owner::check_namespace(&ctx, &links, &ctx.store.networks()?)?;
                 ctx.sync_firewall()?;
                 let st = Firewall::new().status()?;
                 let ports: usize = st.maps.values().map(Vec::len).sum();

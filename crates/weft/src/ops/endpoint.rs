@@ -85,6 +85,7 @@ pub fn attach_with(
     if let Some(i) = &req.ifname {
         names::check_ifname(i)?;
     }
+    let _own = ctx.share()?;
     // The network first: `attach CONTAINER NETWORK` (swapped) is then
     // reported as such, not as a missing namespace.
     let Some(net) = ctx.store.network(&req.network)? else {
@@ -286,6 +287,7 @@ pub fn detach(
     container: &str,
     ifname: Option<&str>,
 ) -> Result<Vec<Endpoint>> {
+    let _own = ctx.share()?;
     if ctx.store.network(network)?.is_none() {
         bail!("{}", network::missing(ctx, network, Some(container))?);
     }
@@ -312,14 +314,32 @@ pub fn detach(
     Ok(eps)
 }
 
-/// Retires the veth (down: the container is cut off at once), removes the
-/// record and with it the address, then deletes the pair in the
-/// background (see `reaper`). A crash in between leaves a retired veth or a
-/// record whose veth is retired; `weft gc` removes both.
+/// Takes the veth down (the container is cut off at once), removes the
+/// record and with it the address, retires the veth and deletes the pair
+/// in the background (see `reaper`). A store that refuses the removal
+/// (read-only, full, unreachable) gets the veth back up: one error, nothing
+/// half done. It is not retired before the record is gone, because another
+/// detach's reaper deletes every retired pair. A crash in between leaves a
+/// record whose veth is down or retired; `weft gc` removes both.
 pub fn teardown(ctx: &mut Context, ep: &Endpoint) -> Result<()> {
-    let retired = plug::retire(ctx.host()?, &ep.host_veth)
-        .with_context(|| format!("detach {} from {}", ep.container, ep.network))?;
-    ctx.store.remove_endpoint(&ep.key())?;
+    // Another host's container is alive there: its record and address are
+    // that host's to free.
+    if ep.node != ctx.node {
+        bail!(
+            "endpoint {} belongs to node {}, not this one; detach it there",
+            ep.key(),
+            ep.node.as_deref().unwrap_or("(single host)")
+        );
+    }
+    let what = || format!("detach {} from {}", ep.container, ep.network);
+    let cut = plug::set_carrier(ctx.host()?, &ep.host_veth, false).with_context(what)?;
+    if let Err(e) = ctx.store.remove_endpoint(&ep.key()) {
+        if cut {
+            let _ = plug::set_carrier(ctx.host()?, &ep.host_veth, true);
+        }
+        return Err(anyhow::Error::from(e).context(what()));
+    }
+    let retired = cut && plug::retire(ctx.host()?, &ep.host_veth).with_context(what)?;
     publish::unpublish(ctx, ep)?;
     if retired && !reaper::delete_later() {
         plug::unplug(ctx.host()?, &ep.host_veth)?;

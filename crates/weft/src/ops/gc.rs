@@ -5,13 +5,14 @@
 
 use std::collections::HashSet;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde::Serialize;
+use weft_datapath::link::Link;
 use weft_datapath::{bridge, plug, Netns};
 use weft_firewall::{Firewall, TableStatus};
 use weft_model::{Endpoint, EndpointState};
 
-use super::{network, Context};
+use super::{network, owner, Context};
 
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -23,6 +24,11 @@ pub struct Report {
     pub bridges: Vec<String>,
     /// Networks whose bridge was rebuilt.
     pub repaired: Vec<String>,
+    /// Networks and endpoints recorded from the kernel (`--adopt`).
+    pub adopted: Vec<String>,
+    /// Live containers that could not be recorded: their address, MAC or
+    /// name is held by another endpoint (`--adopt`).
+    pub conflicts: Vec<String>,
     /// weft's nftables table, when the rebuild changed it: what was wrong.
     pub firewall: Vec<String>,
 }
@@ -34,6 +40,7 @@ impl Report {
             + self.bridges.len()
             + self.repaired.len()
             + self.firewall.len()
+            + self.adopted.len()
     }
 }
 
@@ -63,22 +70,41 @@ fn table_change(before: &TableStatus, after: &TableStatus) -> Option<String> {
     }
 }
 
+/// How sure the caller must be that an endpoint's container is gone.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Evidence {
+    /// `weft gc`, run by hand: a namespace path that no longer opens
+    /// counts too.
+    Any,
+    /// A background repair (the agent): only what the kernel says (a
+    /// process gone, a veth gone). A namespace path may be a bind mount
+    /// another mount namespace sees and this process does not (dockerd's).
+    Kernel,
+}
+
 /// Why an endpoint record is stale, or None when it is live.
-fn stale(ep: &Endpoint, boot_id: &str, live_veths: &HashSet<String>) -> Option<&'static str> {
+fn stale(
+    ep: &Endpoint,
+    boot_id: &str,
+    live_veths: &HashSet<String>,
+    evidence: Evidence,
+) -> Option<&'static str> {
     if ep.boot_id != boot_id {
         return Some("host rebooted");
     }
     if ep.state == EndpointState::Creating {
         return if pid_alive(ep.pid) { None } else { Some("attach was interrupted") };
     }
-    match Netns::open(&ep.netns) {
-        Err(_) => return Some("netns is gone"),
-        // The path now names another namespace: the pid was reused, or
-        // the named netns was deleted and made again.
-        Ok(ns) if ep.netns_id.is_some_and(|id| id != ns.id()) => {
-            return Some("netns is gone (its path names another namespace now)")
+    if evidence == Evidence::Any {
+        match Netns::open(&ep.netns) {
+            Err(_) => return Some("netns is gone"),
+            // The path now names another namespace: the pid was reused, or
+            // the named netns was deleted and made again.
+            Ok(ns) if ep.netns_id.is_some_and(|id| id != ns.id()) => {
+                return Some("netns is gone (its path names another namespace now)")
+            }
+            Ok(_) => {}
         }
-        Ok(_) => {}
     }
     if !live_veths.contains(&ep.host_veth) {
         return Some("veth is gone");
@@ -113,6 +139,34 @@ pub fn reclaim_after_reboot(ctx: &mut Context) -> Result<Vec<String>> {
     Ok(removed)
 }
 
+/// Removes this host's records whose container is gone (see [`stale`]:
+/// an attach that died midway, a namespace or veth that vanished) with
+/// their veths. An attach reported failed must not keep its address, also
+/// when its own undo could not reach the store (a partition). `links` is
+/// this namespace's, read by the caller, who holds the ownership lock
+/// exclusively: no attach or detach is in flight.
+pub fn reap_stale(ctx: &mut Context, links: &[Link], evidence: Evidence) -> Result<Vec<String>> {
+    // A retired veth is on its way out: it does not keep a record alive.
+    let live: HashSet<String> = links
+        .iter()
+        .filter(|l| l.alias.as_deref() != Some(plug::RETIRED_ALIAS))
+        .map(|l| l.name.clone())
+        .collect();
+    let mut removed = Vec::new();
+    for ep in local_endpoints(ctx)? {
+        if let Some(why) = stale(&ep, &ctx.boot_id, &live, evidence) {
+            plug::unplug(ctx.host()?, &ep.host_veth)?;
+            ctx.store.remove_endpoint(&ep.key())?;
+            tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
+            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
+                tracing::warn!("{e:#}");
+            }
+            removed.push(format!("{} ({why})", ep.key()));
+        }
+    }
+    Ok(removed)
+}
+
 /// Endpoints of this host: all of them on a single host, this node's in a
 /// cluster (other hosts' records are theirs to repair).
 pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {
@@ -121,27 +175,38 @@ pub fn local_endpoints(ctx: &Context) -> Result<Vec<Endpoint>> {
     Ok(eps)
 }
 
-pub fn run(ctx: &mut Context) -> Result<Report> {
+/// Runs with no attach, detach or network change in flight (see
+/// [`Context::exclusive`]): the links and records it compares were read
+/// while nothing changed them.
+///
+/// What this store does not own is never taken for a leftover: a namespace
+/// holding another store's bridges, or a live container this store has no
+/// record of (the store lost data), stops gc before it changes anything.
+/// With `adopt`, gc first records all of it as this store's instead.
+pub fn run(ctx: &mut Context, adopt: bool) -> Result<Report> {
+    let _own = ctx.exclusive()?;
     let mut report = Report { endpoints: reclaim_after_reboot(ctx)?, ..Default::default() };
-    let links = ctx.host()?.links()?;
-    // A retired veth is on its way out: it does not keep a record alive.
-    let live: HashSet<String> = links
-        .iter()
-        .filter(|l| l.alias.as_deref() != Some(plug::RETIRED_ALIAS))
-        .map(|l| l.name.clone())
-        .collect();
-
-    for ep in local_endpoints(ctx)? {
-        if let Some(why) = stale(&ep, &ctx.boot_id, &live) {
-            plug::unplug(ctx.host()?, &ep.host_veth)?;
-            ctx.store.remove_endpoint(&ep.key())?;
-            tracing::info!(endpoint = %ep.key(), why, "gc: removed endpoint");
-            if let Err(e) = super::resolv::refresh(ctx, &ep.netns) {
-                tracing::warn!("{e:#}");
-            }
-            report.endpoints.push(format!("{} ({why})", ep.key()));
+    let mut links = ctx.host()?.links()?;
+    if adopt {
+        let a = owner::adopt(ctx, &links)?;
+        (report.adopted, report.conflicts) = (a.adopted, a.conflicts);
+        links = ctx.host()?.links()?;
+    } else {
+        owner::check_namespace(ctx, &links, &ctx.store.networks()?)?;
+        let records = local_endpoints(ctx)?;
+        let lost = owner::unrecorded(&links, &records);
+        if let Some(first) = lost.first() {
+            bail!(
+                "the store has no record of {} live container interface(s) ({} is {}): the store \
+                 lost data; run `weft gc --adopt` to record them from the kernel",
+                lost.len(),
+                first.name,
+                first.alias.as_deref().unwrap_or_default()
+            );
         }
     }
+    report.endpoints.extend(reap_stale(ctx, &links, Evidence::Any)?);
+    let live: HashSet<String> = links.iter().map(|l| l.name.clone()).collect();
 
     let nets = ctx.store.networks()?;
     let owned_veths: HashSet<String> =

@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod failpoint;
 pub mod gc;
 pub mod network;
+pub mod owner;
 pub mod publish;
 pub mod reaper;
 pub mod resolv;

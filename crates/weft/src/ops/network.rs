@@ -16,10 +16,6 @@ pub fn bridge_mac(network: &str) -> Mac {
     Mac::derive(&["bridge", network])
 }
 
-pub fn bridge_alias(network: &str) -> String {
-    format!("weft:net={network}")
-}
-
 /// Subnets already in use on the host: its routes and addresses, except
 /// default routes and weft's own bridges (those are weft networks, which
 /// the store checks itself).
@@ -101,6 +97,11 @@ pub fn create(ctx: &mut Context, spec: &NetworkSpec) -> Result<Network> {
             spec.name
         );
     }
+    let _own = ctx.share()?;
+    // A namespace another store manages (or that this store, new or
+    // damaged, has lost track of) is refused before anything changes.
+    let links = ctx.host()?.links()?;
+    super::owner::check_namespace(ctx, &links, &ctx.store.networks()?)?;
     let taken = host_taken(ctx.host()?)?;
     let net = ctx.store.create_network(spec, &taken, now())?;
     failpoint::hit("network-create-after-store");
@@ -133,7 +134,7 @@ pub fn build(ctx: &mut Context, net: &Network) -> Result<()> {
     // first use): one creates the bridge, the other must not see it before
     // it carries weft's alias.
     let _lock = super::context::lock(&ctx.state_dir.join("network.lock"))?;
-    let alias = bridge_alias(&net.name);
+    let alias = super::owner::bridge_alias(net, &super::owner::store_id(ctx)?);
     let spec = BridgeSpec {
         name: &net.bridge,
         alias: &alias,
@@ -177,6 +178,7 @@ fn reconnect(ctx: &mut Context, net: &Network) -> Result<()> {
 /// Removes the network; with `force`, detaches its containers first.
 /// Returns the network and the endpoints it detached.
 pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<(Network, Vec<Endpoint>)> {
+    let _own = ctx.share()?;
     let Some(net) = ctx.store.network(name)? else {
         bail!("{}", missing(ctx, name, None)?);
     };
