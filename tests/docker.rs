@@ -224,8 +224,13 @@ impl DockerHost {
     fn inside(&self, program: &str) -> Command {
         let pid = self.holder.id();
         let mut c = Command::new("nsenter");
+        // Entering a mount namespace resets the root to the namespace's own;
+        // --root keeps the holder's, which differs under chroot (the
+        // fresh-machine runner).
         c.arg(format!("--mount=/proc/{pid}/ns/mnt"))
             .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg(format!("--root=/proc/{pid}/root"))
+            .arg(format!("--wd=/proc/{pid}/cwd"))
             .arg(program);
         c
     }
