@@ -338,16 +338,8 @@ pub fn join(st: &mut State, req: types::Join) -> Result<types::JoinReply> {
         gateway: ep.gateway,
         gateway6: ep.gateway6,
     };
-    let done = plug::plug_unmoved(ctx.host()?, &spec)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| publish::publish(ctx, &ep, &net.bridge))
-        .and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
-    if let Err(e) = done {
-        let _ = plug::unplug(ctx.host()?, &host_veth);
-        let _ = ctx.store.remove_endpoint(&ep.key());
-        let _ = publish::unpublish(ctx, &ep);
-        return Err(e);
-    }
+    let plugged = plug::plug_unmoved(ctx.host()?, &spec).map_err(anyhow::Error::from);
+    endpoint::finish_plug(ctx, &ep, &net.bridge, &host_veth, plugged)?;
     st.pending.remove(&req.endpoint_id);
     Ok(types::JoinReply {
         interface_name: types::InterfaceName { src_name: peer, dst_prefix: "eth".into() },

@@ -149,17 +149,11 @@ pub fn attach_with(
         gateway: ep.gateway,
         gateway6: ep.gateway6,
     };
-    let done = plug::plug(ctx.host()?, &netns, &spec)
+    let plugged = plug::plug(ctx.host()?, &netns, &spec)
         .map(|()| failpoint::hit("attach-after-plug"))
-        .map_err(anyhow::Error::from)
-        .and_then(|()| publish::publish(ctx, &ep, &net.bridge))
-        .and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
-    if let Err(e) = done {
-        let _ = plug::unplug(ctx.host()?, &host_veth);
-        let _ = ctx.store.remove_endpoint(&ep.key());
-        let _ = publish::unpublish(ctx, &ep);
-        return Err(e.context(format!("attach {} to {}", req.container, req.network)));
-    }
+        .map_err(anyhow::Error::from);
+    finish_plug(ctx, &ep, &net.bridge, &host_veth, plugged)
+        .with_context(|| format!("attach {} to {}", req.container, req.network))?;
     // Names for processes started with `ip netns exec NAME` (not fatal:
     // the container is attached, only its resolv.conf is not).
     if let Some(name) = resolv::netns_name(&ep.netns) {
@@ -186,6 +180,28 @@ pub fn attach_with(
 /// process with fewer capabilities than init may not), the namespaces of
 /// the processes that started weft stand for it: runtimes, shells and
 /// service managers run in the host's namespace, not in a container's.
+/// After plugging an endpoint's pair: publishes its ports and marks it
+/// ready, or, when any step (the plugging included) failed, undoes them
+/// all, so that a failed attach leaves nothing behind.
+pub fn finish_plug(
+    ctx: &mut Context,
+    ep: &Endpoint,
+    bridge: &str,
+    host_veth: &str,
+    plugged: Result<()>,
+) -> Result<()> {
+    let done = plugged
+        .and_then(|()| publish::publish(ctx, ep, bridge))
+        .and_then(|()| Ok(ctx.store.set_ready(&ep.key())?));
+    if let Err(e) = done {
+        let _ = plug::unplug(ctx.host()?, host_veth);
+        let _ = ctx.store.remove_endpoint(&ep.key());
+        let _ = publish::unpublish(ctx, ep);
+        return Err(e);
+    }
+    Ok(())
+}
+
 pub fn refuse_host_namespace(netns: &Netns) -> Result<()> {
     let id = Some(netns.id());
     let ns_of = |pid: &str| weft_datapath::netns::id_of(format!("/proc/{pid}/ns/net"));
