@@ -24,8 +24,13 @@ bench_backend() { # NAME HELPER_DIR
     local name=$1
     export CONTAINERS_HELPER_BINARY_DIR=$2
     pm run --rm "$IMAGE" true >/dev/null 2>&1 || fail "bench: $name: first run failed: $(pm run --rm "$IMAGE" true 2>&1)"
-    bench_times "$BENCH_N" pm run --rm "$IMAGE" true >"$T/$name.run"
-    bench_times "$BENCH_N" pm run --rm --network none "$IMAGE" true >"$T/$name.none"
+    # Alternating, so that drift over the run weighs on both alike.
+    : >"$T/$name.run"
+    : >"$T/$name.none"
+    for _ in $(seq "$BENCH_N"); do
+        bench_times 1 pm run --rm "$IMAGE" true >>"$T/$name.run"
+        bench_times 1 pm run --rm --network none "$IMAGE" true >>"$T/$name.none"
+    done
     pm network create benchnet >/dev/null
     run_d idle "$IMAGE" sleep 600
     bench_times "$BENCH_N" conn_disconn >"$T/$name.conn"

@@ -71,3 +71,26 @@ pub fn delete_bridge(nl: &mut Netlink, name: &str) -> Result<bool> {
         _ => Ok(false),
     }
 }
+
+/// Takes the gateway address(es) off a weft bridge kept without containers,
+/// so that its subnets count as free on the host (as if it were gone), or
+/// (`on`) puts them back. Absent addresses, and a bridge that is gone or
+/// not weft's, are left as they are.
+pub fn set_gateways(nl: &mut Netlink, name: &str, gateways: &[IpNet], on: bool) -> Result<()> {
+    let Some(link) = nl.link_by_name(name)?.filter(is_weft_link) else {
+        return Ok(());
+    };
+    for a in gateways {
+        let done = if on {
+            nl.add_address(link.index, name, *a, true)
+        } else {
+            nl.delete_address(link.index, name, *a)
+        };
+        match done {
+            Err(e) if on && e.is_exists() => {}
+            Err(e) if !on && e.errno() == Some(libc::EADDRNOTAVAIL) => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}

@@ -209,6 +209,21 @@ impl Netlink {
             .op(|| format!("add address {addr} to {name}"))
     }
 
+    /// Removes an address from a link (the prefix route goes with it).
+    pub fn delete_address(&mut self, index: u32, name: &str, addr: IpNet) -> Result<()> {
+        let mut m = AddressMessage::default();
+        m.header.index = index;
+        m.header.prefix_len = addr.prefix_len();
+        m.header.family = match addr {
+            IpNet::V4(_) => AddressFamily::Inet,
+            IpNet::V6(_) => AddressFamily::Inet6,
+        };
+        m.attributes.push(AddressAttribute::Local(addr.addr()));
+        m.attributes.push(AddressAttribute::Address(addr.addr()));
+        self.exec(RouteNetlinkMessage::DelAddress(m), 0)
+            .op(|| format!("remove address {addr} from {name}"))
+    }
+
     /// Adds a unicast route in the main table: via `gateway` when given,
     /// else directly on the link (scope link).
     pub fn add_route(&mut self, dest: IpNet, gateway: Option<IpAddr>, oif: u32) -> Result<()> {

@@ -29,7 +29,9 @@ impl Gc {
             }
             r => r?,
         };
-        let report = gc::run(&mut ctx, self.adopt)?;
+        let mut report = gc::run(&mut ctx, self.adopt)?;
+        // After gc's exclusive hold: Podman's lock comes before ownership.
+        report.idle_podman_networks = crate::netavark::linger::gc(&mut ctx)?;
         // A live container whose address someone else holds is never
         // silently kept: gc fails until it is resolved.
         let conflicts = match report.conflicts.len() {
@@ -54,6 +56,7 @@ impl Gc {
         show("rebuilt network", &report.repaired);
         show("rebuilt firewall", &report.firewall);
         show("adopted", &report.adopted);
+        show("removed idle Podman network", &report.idle_podman_networks);
         show("CONFLICT", &report.conflicts);
         crate::output::line(&format!("gc: {} repair(s)", report.count()));
         conflicts

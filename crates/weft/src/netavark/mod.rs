@@ -15,6 +15,7 @@
 
 mod dns;
 mod errors;
+pub(crate) mod linger;
 mod setup;
 mod teardown;
 mod types;
@@ -62,6 +63,9 @@ enum Cmd {
     Teardown { netns: PathBuf },
     /// Print the version as JSON.
     Version,
+    /// Remove Podman networks left idle (started by a teardown).
+    #[command(hide = true)]
+    Linger,
 }
 
 /// If this process was started as netavark (by name, or `weft netavark`),
@@ -136,6 +140,9 @@ fn run(args: Args) -> Result<Option<String>> {
         });
         return Ok(Some(format!("{v:#}\n")));
     }
+    if let Cmd::Linger = args.command {
+        return linger::run_child(Path::new(STATE_DIR)).map(|()| None);
+    }
     tracing::debug!(config = ?args.config, aardvark = ?args.aardvark_binary, "netavark arguments");
     if args.rootless {
         bail!("rootless Podman is not supported by weft yet; use Podman's own netavark for it");
@@ -149,6 +156,7 @@ fn run(args: Args) -> Result<Option<String>> {
     // its last container must not race a setup plugging into it.
     let _lock = crate::ops::context::lock(&ctx.state_dir.join("podman.lock"))?;
     teardown::reclaim_vanished(&mut ctx)?;
+    linger::remove_expired(&mut ctx)?;
     match args.command {
         Cmd::Setup { netns } => {
             let blocks = setup::setup(&mut ctx, &netns, &opts)
@@ -156,7 +164,7 @@ fn run(args: Args) -> Result<Option<String>> {
             Ok(Some(format!("{}\n", serde_json::to_string(&blocks)?)))
         }
         Cmd::Teardown { netns } => teardown::teardown(&mut ctx, &netns, &opts).map(|()| None),
-        Cmd::Version => unreachable!("handled above"),
+        Cmd::Version | Cmd::Linger => unreachable!("handled above"),
     }
 }
 

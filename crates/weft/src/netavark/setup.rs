@@ -75,6 +75,7 @@ fn attach_one(
     ports_left: &mut Vec<PortMapping>,
 ) -> Result<(Endpoint, Network)> {
     let net = ensure_network(ctx, name, info)?;
+    super::linger::cancel(ctx, name)?;
     let ips = per.static_ips.as_deref().unwrap_or_default();
     let ip = ips.iter().find_map(|ip| match ip {
         IpAddr::V4(a) => Some(*a),
@@ -154,6 +155,7 @@ fn ensure_network(ctx: &mut Context, name: &str, info: &NetworkInfo) -> Result<N
             ),
         }
     }
+    super::linger::remove_in_the_way(ctx, &spec)?;
     // Marked first: a crash right after the create leaves a network the
     // next teardown of this name cleans up.
     ctx.store.set_meta(

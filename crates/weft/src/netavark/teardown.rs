@@ -10,7 +10,7 @@ use anyhow::{anyhow, Result};
 use weft_model::{Endpoint, EndpointKey, EndpointState};
 
 use super::types::NetworkOptions;
-use super::{dns, owned, owner_key};
+use super::{dns, linger, owned, owner_key};
 use crate::ops::endpoint;
 use crate::ops::{network, Context};
 
@@ -21,7 +21,7 @@ pub fn teardown(ctx: &mut Context, netns: &Path, opts: &NetworkOptions) -> Resul
             Some(ep) => endpoint::teardown(ctx, &ep),
             None => Ok(()),
         });
-        if let Err(e) = done.and_then(|()| drop_if_unused(ctx, name)) {
+        if let Err(e) = done.and_then(|()| release(ctx, name)) {
             errors.push(format!("network {name}: {}", super::one_line(&e)));
         }
     }
@@ -79,6 +79,21 @@ fn find(
         .endpoints(Some(network))?
         .into_iter()
         .find(|e| e.netns == netns && e.ifname == ifname))
+}
+
+/// After a container left `name`: a network Podman's setup created, now
+/// without endpoints, lingers (see `linger`) and goes a moment later.
+fn release(ctx: &mut Context, name: &str) -> Result<()> {
+    if !owned(ctx, name)? {
+        return Ok(());
+    }
+    if ctx.store.network(name)?.is_none() {
+        return drop_if_unused(ctx, name);
+    }
+    if ctx.store.endpoints(Some(name))?.is_empty() {
+        linger::start(ctx, name)?;
+    }
+    Ok(())
 }
 
 /// Removes a network Podman's setup created once no endpoint is left on it.

@@ -31,6 +31,9 @@ pub struct Report {
     pub conflicts: Vec<String>,
     /// weft's nftables table, when the rebuild changed it: what was wrong.
     pub firewall: Vec<String>,
+    /// Networks Podman's setup made, removed after lingering unused
+    /// (`netavark::linger`).
+    pub idle_podman_networks: Vec<String>,
 }
 
 impl Report {
@@ -41,6 +44,7 @@ impl Report {
             + self.repaired.len()
             + self.firewall.len()
             + self.adopted.len()
+            + self.idle_podman_networks.len()
     }
 }
 
