@@ -31,6 +31,15 @@ bench_backend() { # NAME HELPER_DIR
         bench_times 1 pm run --rm "$IMAGE" true >>"$T/$name.run"
         bench_times 1 pm run --rm --network none "$IMAGE" true >>"$T/$name.none"
     done
+    # weft keeps an unused network 3 s (netavark::linger): a container
+    # started later pays for the bridge and its rules again ("cold").
+    if [ "$name" = weft ]; then
+        : >"$T/$name.cold"
+        for _ in $(seq "$BENCH_COLD"); do
+            sleep 5
+            bench_times 1 pm run --rm "$IMAGE" true >>"$T/$name.cold"
+        done
+    fi
     pm network create benchnet >/dev/null
     run_d idle "$IMAGE" sleep 600
     bench_times "$BENCH_N" conn_disconn >"$T/$name.conn"
@@ -72,10 +81,15 @@ def pct(v, p):
 res = {"n": n, "backends": {}}
 for b in backends:
     r = {}
-    for k in ("run", "none", "conn"):
-        v = [int(x) / 1000 for x in open(f"{t}/{b}.{k}")]
+    for k in ("run", "none", "conn", "cold"):
+        try:
+            v = [int(x) / 1000 for x in open(f"{t}/{b}.{k}")]
+        except FileNotFoundError:
+            continue
         r[k] = {"p50_ms": round(pct(v, 50), 1), "p99_ms": round(pct(v, 99), 1)}
     r["network_share_p50_ms"] = round(r["run"]["p50_ms"] - r["none"]["p50_ms"], 1)
+    if "cold" in r:
+        r["cold_network_share_p50_ms"] = round(r["cold"]["p50_ms"] - r["none"]["p50_ms"], 1)
     res["backends"][b] = r
     print(f"{b:9} run {r['run']['p50_ms']:7.1f}/{r['run']['p99_ms']:7.1f}  none {r['none']['p50_ms']:7.1f}/{r['none']['p99_ms']:7.1f}"
           f"  connect+disconnect {r['conn']['p50_ms']:7.1f}/{r['conn']['p99_ms']:7.1f} ms (p50/p99)  network share {r['network_share_p50_ms']:.1f} ms")
@@ -88,7 +102,10 @@ if "netavark" in res["backends"]:
     w, a = res["backends"]["weft"], res["backends"]["netavark"]
     res["share_ratio"] = round(w["network_share_p50_ms"] / a["network_share_p50_ms"], 3) if a["network_share_p50_ms"] > 0 else None
     res["conn_ratio"] = round(w["conn"]["p50_ms"] / a["conn"]["p50_ms"], 3)
+    res["cold_share_ratio"] = round(w["cold_network_share_p50_ms"] / a["network_share_p50_ms"], 3) if a["network_share_p50_ms"] > 0 else None
     print(f"weft/netavark: network share {res['share_ratio']}, connect+disconnect {res['conn_ratio']}")
+    print(f"weft cold (network unused for 5 s, made again; N={len(open(t + '/weft.cold').readlines())}): "
+          f"run {w['cold']['p50_ms']} ms p50, network share {w['cold_network_share_p50_ms']} ms, ratio to netavark's share {res['cold_share_ratio']}")
 else:
     res["netavark"] = "not installed (Debian package netavark): weft measured alone"
     print("netavark is not installed (apt-get install netavark): weft measured alone")

@@ -280,6 +280,13 @@ sc_dns() {
     # namespace that answers every A query with 203.0.113.7.
     wait_for 30 exec_has cli "Address: 203.0.113.7" nslookup www.example.test "$gw" ||
         fail "an external name was not forwarded: $(pm exec cli nslookup www.example.test "$gw" 2>&1)"
+    # Idle a moment (its gateway address off the bridge), then in use
+    # again: weft's DNS answers on the gateway as before.
+    pm rm --force --time 0 srv cli >/dev/null
+    run_d srv2 --network d1 "$IMAGE" sleep 600
+    ip=$(ip_of srv2 d1)
+    wait_for 30 exec_has srv2 "Address: $ip" nslookup srv2 "$gw" ||
+        fail "after d1 was idle, srv2 cannot resolve itself: $(pm exec srv2 nslookup srv2 "$gw" 2>&1)"
     check_clean
     pm network rm d1 >/dev/null
     PASS="dns: name and --network-alias resolve through weft's DNS on $gw, other names forwarded"

@@ -70,7 +70,10 @@ fn gateways(ctx: &mut Context, network: &str, on: bool) -> Result<()> {
 /// Removes every idle Podman network for which `due` holds (given how
 /// long it has been idle, and the network); returns their names. Runs
 /// under the Podman lock.
-fn remove_idle(ctx: &mut Context, due: impl Fn(Duration, &weft_model::Network) -> bool) -> Result<Vec<String>> {
+fn remove_idle(
+    ctx: &mut Context,
+    due: impl Fn(Duration, &weft_model::Network) -> bool,
+) -> Result<Vec<String>> {
     let now = now_ms();
     let mut gone = Vec::new();
     for net in ctx.store.networks()? {
@@ -102,7 +105,8 @@ pub fn remove_expired(ctx: &mut Context) -> Result<Vec<String>> {
 /// (its bridge name, or an overlapping subnet): Podman reuses both once it
 /// has removed a network, which weft may still be keeping.
 pub fn remove_in_the_way(ctx: &mut Context, want: &weft_model::network::NetworkSpec) -> Result<()> {
-    let overlaps = |a: ipnet::IpNet, b: ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    let overlaps =
+        |a: ipnet::IpNet, b: ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
     remove_idle(ctx, |_, have| {
         have.name != want.name
             && (want.bridge.as_ref().is_some_and(|b| *b == have.bridge)
