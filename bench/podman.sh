@@ -5,12 +5,14 @@
 #
 #   sudo WEFT_BIN=target/x86_64-unknown-linux-gnu/release/weft bench/podman.sh [N]
 #
-# Per backend, N times each (default 50), one after another:
-#   run   `podman run --rm IMAGE true` on the default network
+# N rounds (default 50); in each, in a rotating order:
+#   run   `podman run --rm --network NET IMAGE true` with weft, and with
+#         netavark (each backend on a network of its own)
 #   none  the same with `--network none` (no helper runs)
-#   conn  `podman network connect` + `disconnect` of a running container
+# then N turns of `podman network connect` + `disconnect` of a running
+# container per backend, weft's setup and teardown timed alone, and
 #   cold  (weft, N/5 times) `run` after 5 s without containers, when
-#         weft has removed the network and makes it again
+#         weft has removed the network and makes it again.
 # Prints p50/p99 in ms, the network's share (run - none, p50) and the
 # ratio weft/netavark; writes bench/podman-results.json. Podman's netavark
 # is /usr/lib/podman/netavark (Debian package `netavark`); without it only
