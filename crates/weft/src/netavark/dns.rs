@@ -6,11 +6,10 @@
 //! "is it running" is a lock probe, and two setups racing to start it end
 //! with one server (the loser sees the lock and exits).
 
-use std::os::unix::process::CommandExt;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use crate::ops::context::try_lock;
 use crate::ops::Context;
@@ -26,27 +25,14 @@ pub fn ensure_running(state_dir: &Path) -> Result<()> {
         Err(_) => return Ok(()),
         Ok(lock) => drop(lock),
     }
-    let exe = std::env::current_exe().context("find weft's own binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(state_dir)
-        .arg("dns")
-        .arg("--pid-file")
-        .arg(&pid_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("CNI_COMMAND");
-    // SAFETY: setsid is async-signal-safe; it detaches the server from
-    // Podman's session so that it outlives this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn().context("start weft dns")?;
-    Ok(())
+    let args: [&OsStr; 5] = [
+        "--state-dir".as_ref(),
+        state_dir.as_os_str(),
+        "dns".as_ref(),
+        "--pid-file".as_ref(),
+        pid_file.as_os_str(),
+    ];
+    super::detached::spawn(args, "weft dns")
 }
 
 /// Stops the server once no network Podman's setup made is left.

@@ -10,11 +10,9 @@
 //! A setup clears the stamp. Nothing depends on that child surviving: every
 //! setup and teardown, and `weft gc`, remove expired networks too.
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 
 use super::{dns, owned, teardown};
 use crate::ops::Context;
@@ -143,21 +141,5 @@ pub fn run_child(state_dir: &std::path::Path) -> Result<()> {
 }
 
 fn spawn_remover() -> Result<()> {
-    let exe = std::env::current_exe().context("find weft's own binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["netavark", "linger"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .env_remove("CNI_COMMAND");
-    // SAFETY: setsid is async-signal-safe; it detaches the child from
-    // Podman's session (conmon's cleanup), so that it outlives this process.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    cmd.spawn().context("start the remover of idle Podman networks")?;
-    Ok(())
+    super::detached::spawn(["netavark", "linger"], "the remover of idle Podman networks")
 }

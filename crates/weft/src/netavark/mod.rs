@@ -13,6 +13,7 @@
 //! is not the user's: a `WEFT_STATE_DIR` seen by the setup would be missing
 //! at the teardown, which would then look in another store.
 
+mod detached;
 mod dns;
 mod errors;
 pub(crate) mod linger;
