@@ -402,6 +402,43 @@ sc_lifecycle() {
     case "$out" in *"removed idle Podman network g2"*) ;; *) fail "weft gc did not remove idle g2: $out" ;; esac
     pm network rm g2 >/dev/null
     check_clean
+    # A weft network made by hand with the name of a Podman network weft
+    # removed is the user's: no later sweep of idle networks touches it.
+    pm network create --subnet 10.89.8.0/24 h1 >/dev/null
+    pm run --rm --cgroup-parent "/$SANDBOX" --network h1 "$IMAGE" true >/dev/null || fail "podman run on h1 failed"
+    weft network rm h1 >/dev/null || fail "weft network rm h1 (idle) failed"
+    weft network create h1 --subnet 10.89.9.0/24 >/dev/null || fail "weft network create h1 failed"
+    sleep 3.2
+    pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true >/dev/null || fail "podman run failed"
+    out=$(weft gc 2>&1) || fail "weft gc: $out"
+    weft network ls --json | grep -q '"h1"' || fail "the user's network h1 was swept as an idle Podman network"
+    weft network rm h1 >/dev/null
+    pm network rm h1 >/dev/null
+    # `weft attach` onto an idle network puts its gateway back.
+    pm network create --subnet 10.89.10.0/24 k1 >/dev/null
+    pm run --rm --cgroup-parent "/$SANDBOX" --network k1 "$IMAGE" true >/dev/null || fail "podman run on k1 failed"
+    br=$(pm network inspect k1 --format '{{.NetworkInterface}}')
+    ip netns add k-ctr
+    out=$(weft attach k1 k-ctr 2>&1) || { ip netns del k-ctr; fail "weft attach onto idle k1: $out"; }
+    out=$(ip -o -4 addr show dev "$br" 2>&1)
+    case "$out" in *" 10.89.10.1/24 "*) ;; *) ip netns del k-ctr; fail "after weft attach, idle $br lacks its gateway: $out" ;; esac
+    weft detach k1 k-ctr >/dev/null
+    ip netns del k-ctr
+    pm network rm k1 >/dev/null
+    # A host interface takes an idle network's subnet (it looked free): the
+    # next container on it fails with weft's line, and nothing is left.
+    pm network create --subnet 10.89.11.0/24 t1 >/dev/null
+    pm run --rm --cgroup-parent "/$SANDBOX" --network t1 "$IMAGE" true >/dev/null || fail "podman run on t1 failed"
+    ip link add weft-pm-dummy type veth peer name weft-pm-dummy1
+    ip addr add 10.89.11.5/24 dev weft-pm-dummy
+    out=$(pm run --rm --cgroup-parent "/$SANDBOX" --network t1 "$IMAGE" true 2>&1) &&
+        { ip link del weft-pm-dummy; fail "t1 used again while a host interface holds its subnet"; }
+    ip link del weft-pm-dummy
+    case "$out" in *"netavark: weft:"*"overlaps 10.89.11.0/24"*) ;; *) fail "subnet taken while idle: $out" ;; esac
+    pm network rm t1 >/dev/null
+    # The default network's teardowns above sweep what is left.
+    pm run --rm --cgroup-parent "/$SANDBOX" "$IMAGE" true >/dev/null || fail "podman run failed"
+    check_clean
     PASS="reload after nft flush ruleset, vanished veth, vanished netns, network rm, idle networks"
 }
 

@@ -29,9 +29,12 @@ impl Gc {
             }
             r => r?,
         };
+        // First, so that gc does not rebuild an idle network's bridge that
+        // went (a reboot) only to remove it; and before gc's exclusive
+        // hold: Podman's lock comes before ownership.
+        let idle = crate::netavark::linger::gc(&mut ctx)?;
         let mut report = gc::run(&mut ctx, self.adopt)?;
-        // After gc's exclusive hold: Podman's lock comes before ownership.
-        report.idle_podman_networks = crate::netavark::linger::gc(&mut ctx)?;
+        report.idle_podman_networks = idle;
         // A live container whose address someone else holds is never
         // silently kept: gc fails until it is resolved.
         let conflicts = match report.conflicts.len() {

@@ -19,6 +19,8 @@ pub struct Inputs<'a> {
     pub host: &'a HostView,
     pub containers: &'a BTreeMap<String, NsState>,
     pub node: Option<&'a str>,
+    /// Podman networks weft keeps unused for a moment, gateways off.
+    pub idle: &'a [String],
 }
 
 pub fn topology(inp: &Inputs) -> Topology {
@@ -154,7 +156,15 @@ fn network(
                 ));
             }
             let gw = net.gateway_cidr().to_string();
-            if !addresses.contains(&gw) {
+            if inp.idle.contains(&net.name) {
+                marks.push(Mark::warning(
+                    format!(
+                        "idle: a Podman network without containers, removed in a moment; \
+                         its gateway {gw} returns with the next container"
+                    ),
+                    None,
+                ));
+            } else if !addresses.contains(&gw) {
                 marks.push(Mark::error(
                     format!("bridge {} lacks the gateway address {gw}", net.bridge),
                     Some(ip(&format!("addr add {gw} dev {}", net.bridge))),

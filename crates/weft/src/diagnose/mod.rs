@@ -55,12 +55,14 @@ pub fn topology(ctx: &mut Context, network: Option<&str>) -> Result<model::Topol
     let local: Vec<_> =
         eps.iter().filter(|e| e.node.is_none() || e.node.as_deref() == node.as_deref()).collect();
     let containers: BTreeMap<_, _> = live::read_containers(&local);
+    let idle = crate::netavark::linger::idle_networks(ctx)?;
     Ok(build::topology(&build::Inputs {
         networks: &nets,
         endpoints: &eps,
         host: &host,
         containers: &containers,
         node: node.as_deref(),
+        idle: &idle,
     }))
 }
 

@@ -12,14 +12,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use super::{dns, owned, teardown};
 use crate::ops::Context;
 
 pub const LINGER: Duration = Duration::from_secs(3);
 
-fn idle_key(network: &str) -> String {
+pub(super) fn idle_key(network: &str) -> String {
     format!("podman-idle:{network}")
 }
 
@@ -44,13 +44,43 @@ pub fn start(ctx: &mut Context, network: &str) -> Result<()> {
     Ok(())
 }
 
-/// `network` is in use again.
+/// `network` is in use again: its gateways go back on its bridge, unless
+/// something else on the host took its subnet meanwhile (it looked free):
+/// then the error says so and the network stays idle.
 pub fn cancel(ctx: &mut Context, network: &str) -> Result<()> {
-    if idle_since(ctx, network)?.is_some() {
-        gateways(ctx, network, true)?;
-        ctx.store.set_meta(&idle_key(network), "")?;
+    if idle_since(ctx, network)?.is_none() {
+        return Ok(());
     }
+    if let Some(net) = ctx.store.network(network)? {
+        let mut mine = vec![ipnet::IpNet::V4(net.subnet)];
+        mine.extend(net.subnet6.map(ipnet::IpNet::V6));
+        let taken = crate::ops::network::host_taken(ctx.host()?)?;
+        if let Some(t) = taken.iter().find(|t| mine.iter().any(|m| overlaps(**t, *m))) {
+            bail!(
+                "network {network}: its subnet overlaps {t}, which a host interface took \
+                 while the network was unused; change one of them"
+            );
+        }
+    }
+    gateways(ctx, network, true)?;
+    ctx.store.set_meta(&idle_key(network), "")?;
     Ok(())
+}
+
+fn overlaps(a: ipnet::IpNet, b: ipnet::IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Names of the networks kept idle now (for `weft topology`/`explain`,
+/// which would otherwise report their bridges' missing gateways).
+pub fn idle_networks(ctx: &Context) -> Result<Vec<String>> {
+    let mut idle = Vec::new();
+    for net in ctx.store.networks()? {
+        if idle_since(ctx, &net.name)?.is_some() {
+            idle.push(net.name);
+        }
+    }
+    Ok(idle)
 }
 
 /// Takes the idle network's gateway addresses off its bridge, or puts them
@@ -74,22 +104,43 @@ fn remove_idle(
 ) -> Result<Vec<String>> {
     let now = now_ms();
     let mut gone = Vec::new();
+    let mut failed = Vec::new();
     for net in ctx.store.networks()? {
-        let Some(since) = idle_since(ctx, &net.name)? else { continue };
+        if !owned(ctx, &net.name)? {
+            continue;
+        }
+        let empty = ctx.store.endpoints(Some(&net.name))?.is_empty();
+        let Some(since) = idle_since(ctx, &net.name)? else {
+            if empty {
+                // Left empty without the last teardown's mark (a crash
+                // between the two, or `weft gc` reaping its container):
+                // idle from now.
+                ctx.store.set_meta(&idle_key(&net.name), &now.to_string())?;
+                if let Err(e) = gateways(ctx, &net.name, false) {
+                    failed.push(format!("{}: {e:#}", net.name));
+                }
+            }
+            continue;
+        };
         let idle = Duration::from_millis(now.saturating_sub(since).try_into().unwrap_or(u64::MAX));
-        if !owned(ctx, &net.name)? || !due(idle, &net) {
+        if !due(idle, &net) {
             continue;
         }
-        if !ctx.store.endpoints(Some(&net.name))?.is_empty() {
-            // A container came without clearing the stamp (an older weft).
-            cancel(ctx, &net.name)?;
-            continue;
+        let done = if empty {
+            remove(ctx, &net.name).map(|()| gone.push(net.name.clone()))
+        } else {
+            // A container came without clearing the mark (`weft attach`).
+            cancel(ctx, &net.name)
+        };
+        if let Err(e) = done {
+            failed.push(format!("{}: {e:#}", net.name));
         }
-        remove(ctx, &net.name)?;
-        gone.push(net.name);
     }
     if !gone.is_empty() {
         dns::stop_if_unused(ctx)?;
+    }
+    if !failed.is_empty() {
+        bail!("idle Podman networks: {}", failed.join("; "));
     }
     Ok(gone)
 }
@@ -103,8 +154,6 @@ pub fn remove_expired(ctx: &mut Context) -> Result<Vec<String>> {
 /// (its bridge name, or an overlapping subnet): Podman reuses both once it
 /// has removed a network, which weft may still be keeping.
 pub fn remove_in_the_way(ctx: &mut Context, want: &weft_model::network::NetworkSpec) -> Result<()> {
-    let overlaps =
-        |a: ipnet::IpNet, b: ipnet::IpNet| a.contains(&b.network()) || b.contains(&a.network());
     remove_idle(ctx, |_, have| {
         have.name != want.name
             && (want.bridge.as_ref().is_some_and(|b| *b == have.bridge)

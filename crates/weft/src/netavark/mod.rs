@@ -157,7 +157,11 @@ fn run(args: Args) -> Result<Option<String>> {
     // its last container must not race a setup plugging into it.
     let _lock = crate::ops::context::lock(&ctx.state_dir.join("podman.lock"))?;
     teardown::reclaim_vanished(&mut ctx)?;
-    linger::remove_expired(&mut ctx)?;
+    // Not this call's business: an idle network that cannot go now is
+    // tried again by the next call (and reported by `weft gc`).
+    if let Err(e) = linger::remove_expired(&mut ctx) {
+        tracing::warn!("{}", one_line(&e));
+    }
     match args.command {
         Cmd::Setup { netns } => {
             let blocks = setup::setup(&mut ctx, &netns, &opts)
@@ -189,6 +193,17 @@ const STATE_DIR: &str = "/var/lib/weft";
 /// Podman's network id; empty once released).
 fn owner_key(network: &str) -> String {
     format!("podman-network:{network}")
+}
+
+/// Drops what marks `network` as made by Podman's setup, and idle: called
+/// when the network is removed, by any means.
+pub(crate) fn forget(ctx: &Context, network: &str) -> Result<()> {
+    for key in [owner_key(network), linger::idle_key(network)] {
+        if ctx.store.meta(&key)?.is_some_and(|v| !v.is_empty()) {
+            ctx.store.set_meta(&key, "")?;
+        }
+    }
+    Ok(())
 }
 
 fn owned(ctx: &Context, network: &str) -> Result<bool> {

@@ -104,6 +104,8 @@ pub fn attach_with(
         None => free_ifname(ctx, req, &netns)?,
     };
     let bridge = bridge_of(ctx, &net)?;
+    // A Podman network kept idle has its gateways off its bridge.
+    crate::netavark::linger::cancel(ctx, &net.name)?;
 
     publish::check_with(&net, &req.ports, listeners == HostListeners::Refuse)?;
     if let Some(mac) = req.mac {

@@ -210,6 +210,9 @@ pub fn remove(ctx: &mut Context, name: &str, force: bool) -> Result<(Network, Ve
         }
     }
     ctx.store.remove_network(name)?;
+    // Whoever removes it: a network of the same name made later is not
+    // the one Podman's setup made (nor idle).
+    crate::netavark::forget(ctx, name)?;
     let deleted = bridge::delete_bridge(ctx.host()?, &net.bridge)
         .with_context(|| format!("delete bridge {} of network {name}", net.bridge));
     ctx.sync_firewall()?;
