@@ -362,6 +362,14 @@ impl DockerHost {
     }
 
     /// A container that stays up (`docker run -d`).
+    /// `docker network create -d weft --ipam-driver weft EXTRA... NAME`.
+    fn create_weft_network(&self, name: &str, extra: &[&str]) -> String {
+        let mut args = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker_ok(&args)
+    }
+
     fn run(&self, name: &str, opts: &[&str], cmd: &[&str]) {
         let mut args = vec!["run", "-d", "--name", name];
         args.extend_from_slice(opts);
@@ -430,7 +438,7 @@ const HELLO: &[&str] = &["nc", "-ll", "-p", "80", "-e", "echo", "hello"];
 fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
     let mut h = DockerHost::new();
     h.sb_mut().wire_outside();
-    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "front"]);
+    h.create_weft_network("front", &[]);
     let net = h.weft_network("front");
     let short = &h.network_id("front")[..12];
     let bridge = format!("br-{short}");
@@ -501,7 +509,7 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
 
     // Connected to a second network that Docker makes its gateway (it
     // sorts by name), the published port still answers from outside.
-    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "aback"]);
+    h.create_weft_network("aback", &[]);
     h.docker_ok(&["network", "connect", "aback", "web"]);
     let route = h.exec_ok("web", "ip route show default");
     let aback_gw = h.weft_network("aback")["gateway"].as_str().expect("gateway").to_string();
@@ -533,13 +541,7 @@ fn containers_on_a_weft_network_talk_by_name_publish_ports_and_get_out() {
 #[test]
 fn subnet_gateway_mtu_fixed_ip_connect_and_isolation() {
     let h = DockerHost::new();
-    let create = |name: &str, extra: &[&str]| {
-        let mut args = vec!["network", "create", "-d", "weft", "--ipam-driver", "weft"];
-        args.extend_from_slice(extra);
-        args.push(name);
-        h.docker_ok(&args);
-    };
-    create(
+    h.create_weft_network(
         "a",
         &[
             "--subnet",
@@ -550,7 +552,7 @@ fn subnet_gateway_mtu_fixed_ip_connect_and_isolation() {
             "com.docker.network.driver.mtu=1400",
         ],
     );
-    create("b", &["--subnet", "10.71.0.0/24"]);
+    h.create_weft_network("b", &["--subnet", "10.71.0.0/24"]);
     let net = h.weft_network("a");
     assert_eq!(
         (net["gateway"].as_str(), net["mtu"].as_u64()),
@@ -592,16 +594,7 @@ fn subnet_gateway_mtu_fixed_ip_connect_and_isolation() {
 fn internal_network_reaches_nothing_outside() {
     let mut h = DockerHost::new();
     h.sb_mut().wire_outside();
-    h.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--internal",
-        "vault",
-    ]);
+    h.create_weft_network("vault", &["--internal"]);
     assert_eq!(h.weft_network("vault")["internal"], true);
     h.run("xx", &["--network", "vault"], &["sleep", "1000"]);
     h.run("yy", &["--network", "vault"], &["sleep", "1000"]);
@@ -616,17 +609,7 @@ fn internal_network_reaches_nothing_outside() {
 #[test]
 fn bad_input_fails_with_weft_s_message_and_leaves_nothing() {
     let h = DockerHost::new();
-    h.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--subnet",
-        "10.72.0.0/24",
-        "n",
-    ]);
+    h.create_weft_network("n", &["--subnet", "10.72.0.0/24"]);
     let before = h.sb().snapshot();
     let bad: &[(&[&str], &str)] = &[
         (
@@ -829,17 +812,7 @@ fn plugin_speaks_the_protocol_and_its_socket_is_root_only() {
 #[test]
 fn restarts_keep_endpoints_and_addresses() {
     let mut h = DockerHost::new();
-    h.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--subnet",
-        "10.74.0.0/24",
-        "r",
-    ]);
+    h.create_weft_network("r", &["--subnet", "10.74.0.0/24"]);
     h.run("pp", &["--network", "r"], &["sleep", "1000"]);
     h.run("qq", &["--network", "r"], &["sleep", "1000"]);
 
@@ -895,19 +868,7 @@ fn overlay_network_spans_dockerds_on_two_hosts_without_swarm() {
                     .output()
                     .is_ok_and(|o| o.status.success())
         });
-        h.docker_ok(&[
-            "network",
-            "create",
-            "-d",
-            "weft",
-            "--ipam-driver",
-            "weft",
-            "-o",
-            "weft.overlay=ov",
-            "--subnet",
-            "10.90.0.0/24",
-            "span",
-        ]);
+        h.create_weft_network("span", &["-o", "weft.overlay=ov", "--subnet", "10.90.0.0/24"]);
     }
     hosts[0].run("alpha", &["--network", "span"], HELLO);
     hosts[1].run("beta", &["--network", "span"], &["sleep", "1000"]);
@@ -937,20 +898,10 @@ fn overlay_network_spans_dockerds_on_two_hosts_without_swarm() {
 #[test]
 fn dual_stack_network_gives_ipv6_addresses() {
     let h = DockerHost::new();
-    h.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--ipv6",
-        "--subnet",
-        "10.75.0.0/24",
-        "--subnet",
-        "fd00:75::/64",
+    h.create_weft_network(
         "dual",
-    ]);
+        &["--ipv6", "--subnet", "10.75.0.0/24", "--subnet", "fd00:75::/64"],
+    );
     let net = h.weft_network("dual");
     assert_eq!(net["subnet6"], "fd00:75::/64", "{net}");
     h.run("six", &["--network", "dual", "--ip6", "fd00:75::10"], &["sleep", "1000"]);
@@ -976,17 +927,7 @@ fn dual_stack_network_gives_ipv6_addresses() {
 #[test]
 fn host_reboot_loses_no_endpoint_and_leaks_nothing() {
     let mut h = DockerHost::new();
-    h.docker_ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--subnet",
-        "10.77.0.0/24",
-        "boot",
-    ]);
+    h.create_weft_network("boot", &["--subnet", "10.77.0.0/24"]);
     h.run("b1", &["--network", "boot"], &["sleep", "1000"]);
     h.run("b2", &["--network", "boot", "-p", "8080:80"], HELLO);
     let bridge = format!("br-{}", &h.network_id("boot")[..12]);
@@ -1017,7 +958,7 @@ fn host_reboot_loses_no_endpoint_and_leaks_nothing() {
 #[test]
 fn containers_started_at_once_get_distinct_addresses() {
     let h = DockerHost::new();
-    h.docker_ok(&["network", "create", "-d", "weft", "--ipam-driver", "weft", "many"]);
+    h.create_weft_network("many", &[]);
     let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
     std::thread::scope(|s| {
         for n in &names {
