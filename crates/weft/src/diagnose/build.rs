@@ -357,6 +357,17 @@ fn endpoint(inp: &Inputs, net: &Network, br: Option<&LinkDetail>, ep: &Endpoint)
             }
         }
     };
+    endpoint_view(ep, host_veth, iface, fdb_port, marks)
+}
+
+/// The store's record of `ep` with what was observed of it.
+fn endpoint_view(
+    ep: &Endpoint,
+    host_veth: VethView,
+    interface: Option<IfView>,
+    fdb_port: Option<String>,
+    marks: Vec<Mark>,
+) -> EndpointView {
     EndpointView {
         container: ep.container.clone(),
         ifname: ep.ifname.clone(),
@@ -368,7 +379,7 @@ fn endpoint(inp: &Inputs, net: &Network, br: Option<&LinkDetail>, ep: &Endpoint)
         ports: ep.ports.iter().map(crate::output::port_text).collect(),
         aliases: ep.aliases.clone(),
         host_veth,
-        interface: iface,
+        interface,
         fdb_port,
         marks,
     }
@@ -453,21 +464,7 @@ fn unobserved_network(net: &Network, eps: &[&Endpoint]) -> NetView {
         egress: None,
         endpoints: eps
             .iter()
-            .map(|ep| EndpointView {
-                container: ep.container.clone(),
-                ifname: ep.ifname.clone(),
-                address: ep.address.to_string(),
-                address6: ep.address6.map(|a| a.to_string()),
-                mac: ep.mac.to_string(),
-                netns: ep.netns.clone(),
-                state: format!("{:?}", ep.state).to_lowercase(),
-                ports: ep.ports.iter().map(crate::output::port_text).collect(),
-                aliases: ep.aliases.clone(),
-                host_veth: VethView::missing(&ep.host_veth),
-                interface: None,
-                fdb_port: None,
-                marks: Vec::new(),
-            })
+            .map(|ep| endpoint_view(ep, VethView::missing(&ep.host_veth), None, None, Vec::new()))
             .collect(),
         marks: Vec::new(),
     }
