@@ -559,16 +559,9 @@ inner() {
     mkdir -p "$T/xdg"
     trap 'trap - ERR; pm rm --all --force --time 0 >/dev/null 2>&1; pm rmi --all --force >/dev/null 2>&1' EXIT
 
-    local rootfs=$T/rootfs
-    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root}
-    cp /bin/busybox "$rootfs/bin/busybox"
-    /bin/busybox --list-full | while read -r app; do
-        [ "$app" = bin/busybox ] || ln -sf /bin/busybox "$rootfs/$app"
-    done
-    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-    echo 'root:x:0:' >"$rootfs/etc/group"
-    tar -C "$rootfs" -cf "$T/rootfs.tar" .
-    pm import --quiet "$T/rootfs.tar" "$IMAGE" >/dev/null || fail "podman import of the busybox image failed"
+    # shellcheck source=tests/podman/busybox-image.sh
+    . "$(dirname "$0")/busybox-image.sh"
+    busybox_image "$T" "$IMAGE"
 
     "sc_$SCENARIO"
     echo "$PASS" >"$T/result"

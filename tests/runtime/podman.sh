@@ -73,18 +73,9 @@ inner() {
     trap inner_cleanup EXIT
 
     # --- the image: busybox-static in an otherwise empty rootfs ------------
-    local rootfs=$t/rootfs
-    mkdir -p "$rootfs"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root}
-    cp /bin/busybox "$rootfs/bin/busybox"
-    # What `busybox --install -s` does, with links that resolve in the image.
-    /bin/busybox --list-full | while read -r app; do
-        [ "$app" = bin/busybox ] || ln -sf /bin/busybox "$rootfs/$app"
-    done
-    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
-    echo 'root:x:0:' >"$rootfs/etc/group"
-    tar -C "$rootfs" -cf "$t/rootfs.tar" .
-    pm import --quiet "$t/rootfs.tar" "$IMAGE" >/dev/null ||
-        fail "podman import of the busybox image failed"
+    # shellcheck source=tests/podman/busybox-image.sh
+    . "$(dirname "$0")/../podman/busybox-image.sh"
+    busybox_image "$t" "$IMAGE"
 
     # --- two containers on the weft network ---------------------------------
     local out
