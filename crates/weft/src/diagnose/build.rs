@@ -205,6 +205,19 @@ fn network(
         })
     });
     let egress = (!net.internal).then(|| uplinks.first().map(|u| u.name.clone())).flatten();
+    let endpoints = eps.iter().map(|e| endpoint(inp, net, br, e)).collect();
+    network_view(net, bridge, vxlan, egress, endpoints, marks)
+}
+
+/// The store's record of `net` with what was observed of it.
+fn network_view(
+    net: &Network,
+    bridge: BridgeView,
+    vxlan: Option<VxlanView>,
+    egress: Option<String>,
+    endpoints: Vec<EndpointView>,
+    marks: Vec<Mark>,
+) -> NetView {
     NetView {
         name: net.name.clone(),
         driver: net.driver.to_string(),
@@ -213,7 +226,7 @@ fn network(
         subnet6: net.subnet6.map(|s| s.to_string()),
         internal: net.internal,
         mtu: net.mtu,
-        endpoints: eps.iter().map(|e| endpoint(inp, net, br, e)).collect(),
+        endpoints,
         bridge,
         vxlan,
         egress,
@@ -451,21 +464,9 @@ fn mtu_mark(ifname: &str, have: u32, want: u32, fix: Option<String>) -> Mark {
 
 /// A network on another host: the store's records, no kernel state.
 fn unobserved_network(net: &Network, eps: &[&Endpoint]) -> NetView {
-    NetView {
-        name: net.name.clone(),
-        driver: net.driver.to_string(),
-        subnet: net.subnet.to_string(),
-        gateway: net.gateway.to_string(),
-        subnet6: net.subnet6.map(|s| s.to_string()),
-        internal: net.internal,
-        mtu: net.mtu,
-        bridge: BridgeView::missing(&net.bridge),
-        vxlan: None,
-        egress: None,
-        endpoints: eps
-            .iter()
-            .map(|ep| endpoint_view(ep, VethView::missing(&ep.host_veth), None, None, Vec::new()))
-            .collect(),
-        marks: Vec::new(),
-    }
+    let endpoints = eps
+        .iter()
+        .map(|ep| endpoint_view(ep, VethView::missing(&ep.host_veth), None, None, Vec::new()))
+        .collect();
+    network_view(net, BridgeView::missing(&net.bridge), None, None, endpoints, Vec::new())
 }
