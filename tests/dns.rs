@@ -471,11 +471,7 @@ fn a_flood_of_outside_names_does_not_pin_the_servers_fds() {
         let mut sent = 0u32;
         while t0.elapsed() < Duration::from_millis(3000) {
             for _ in 0..10 {
-                let mut m = Message::new();
-                let name = Name::from_ascii(format!("q{sent}.silent.test.")).unwrap();
-                m.set_id(sent as u16).set_recursion_desired(true);
-                m.add_query(Query::query(name, RecordType::A));
-                let _ = s.send_to(&m.to_vec().unwrap(), (GW_A, 53));
+                let _ = s.send_to(&silent_query("q", sent), (GW_A, 53));
                 sent += 1;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -625,11 +621,7 @@ fn a_flood_from_many_addresses_is_bounded_in_all() {
         let mut sent = 0u32;
         while t0.elapsed() < Duration::from_millis(2500) {
             for s in &socks {
-                let mut m = Message::new();
-                let name = Name::from_ascii(format!("m{sent}.silent.test.")).unwrap();
-                m.set_id(sent as u16).set_recursion_desired(true);
-                m.add_query(Query::query(name, RecordType::A));
-                let _ = s.send_to(&m.to_vec().unwrap(), (GW_A, 53));
+                let _ = s.send_to(&silent_query("m", sent), (GW_A, 53));
                 sent += 1;
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -690,4 +682,14 @@ fn queries_and_garbage_do_not_flood_the_log() {
     let grown = lines() - before;
     assert!(grown < 5, "600 datagrams added {grown} log lines:\n{text}");
     assert!(!text.contains("secret-"), "query names in the log:\n{text}");
+}
+
+/// A recursive A query, id `n`, for `{prefix}{n}.silent.test.`: a name the
+/// silent upstream never answers.
+fn silent_query(prefix: &str, n: u32) -> Vec<u8> {
+    let mut m = Message::new();
+    let name = Name::from_ascii(format!("{prefix}{n}.silent.test.")).unwrap();
+    m.set_id(n as u16).set_recursion_desired(true);
+    m.add_query(Query::query(name, RecordType::A));
+    m.to_vec().unwrap()
 }
