@@ -32,7 +32,7 @@ pub fn ensure_running(state_dir: &Path) -> Result<()> {
         "--pid-file".as_ref(),
         pid_file.as_os_str(),
     ];
-    super::detached::spawn(args, "weft dns")
+    super::detached::spawn(args, "weft dns", None)
 }
 
 /// Stops the server once no network Podman's setup made is left.

@@ -37,7 +37,7 @@ fn idle_since(ctx: &Context, network: &str) -> Result<Option<u128>> {
 pub fn start(ctx: &mut Context, network: &str) -> Result<()> {
     ctx.store.set_meta(&idle_key(network), &now_ms().to_string())?;
     gateways(ctx, network, false)?;
-    if let Err(e) = spawn_remover() {
+    if let Err(e) = spawn_remover(&ctx.state_dir) {
         tracing::warn!("{e:#}; removing network {network} now");
         return remove(ctx, network);
     }
@@ -189,6 +189,13 @@ pub fn run_child(state_dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn spawn_remover() -> Result<()> {
-    super::detached::spawn(["netavark", "linger"], "the remover of idle Podman networks")
+fn spawn_remover(state_dir: &std::path::Path) -> Result<()> {
+    // What the last one said (a network it could not remove) is kept in
+    // the state directory until the next one starts.
+    let log = state_dir.join("podman-linger.log");
+    super::detached::spawn(
+        ["netavark", "linger"],
+        "the remover of idle Podman networks",
+        Some(&log),
+    )
 }
