@@ -25,22 +25,11 @@ fn ip_of(ep: &Value) -> String {
     ep["address"].as_str().unwrap().split('/').next().unwrap().to_string()
 }
 
-/// Runs `f` on a thread inside `ns`.
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let fd = ns.fd();
-    std::thread::spawn(move || {
-        // SAFETY: the caller keeps `ns` open while the thread runs; setns
-        // moves only this thread.
-        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
-        f()
-    })
-}
-
 /// One query over UDP from inside `ns`; None if nothing came back.
 fn ask(ns: &Netns, server: &str, name: &str, qtype: RecordType) -> Option<Message> {
     let server: SocketAddr = format!("{server}:53").parse().unwrap();
     let name = Name::from_ascii(name).unwrap();
-    in_ns(ns, move || {
+    ns.spawn_in(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let mut m = Message::new();
@@ -144,7 +133,7 @@ impl Upstream {
         let (flag, log) = (stop.clone(), seen.clone());
         let at: SocketAddr = format!("{addr}:53").parse().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = in_ns(ns, move || {
+        let thread = ns.spawn_in(move || {
             let s = UdpSocket::bind(at).expect("bind upstream");
             s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
             tx.send(()).unwrap();
@@ -333,47 +322,48 @@ fn random_bytes_never_crash_it() {
         m.set_id(7).add_query(Query::query(Name::from_ascii(&a2_name).unwrap(), RecordType::A));
         m.to_vec().unwrap()
     };
-    let sent = in_ns(a1, move || {
-        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut sent = 0;
-        for i in 0..4000 {
-            let pkt: Vec<u8> = if i % 2 == 0 {
-                // Pure noise, 0 to 600 bytes.
-                (0..next() % 600).map(|_| next() as u8).collect()
-            } else {
-                // A valid query with a few bytes flipped, cut or extended:
-                // these get past the first checks of a parser.
-                let mut p = valid.clone();
-                for _ in 0..1 + next() % 4 {
-                    let at = (next() as usize) % p.len();
-                    p[at] = next() as u8;
-                }
-                match next() % 3 {
-                    0 => p.truncate((next() as usize) % p.len()),
-                    1 => p.extend((0..next() % 40).map(|_| next() as u8)),
-                    _ => {}
-                }
-                p
+    let sent = a1
+        .spawn_in(move || {
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
             };
-            if s.send_to(&pkt, (GW_A, 53)).is_ok() {
-                sent += 1;
+            let mut sent = 0;
+            for i in 0..4000 {
+                let pkt: Vec<u8> = if i % 2 == 0 {
+                    // Pure noise, 0 to 600 bytes.
+                    (0..next() % 600).map(|_| next() as u8).collect()
+                } else {
+                    // A valid query with a few bytes flipped, cut or extended:
+                    // these get past the first checks of a parser.
+                    let mut p = valid.clone();
+                    for _ in 0..1 + next() % 4 {
+                        let at = (next() as usize) % p.len();
+                        p[at] = next() as u8;
+                    }
+                    match next() % 3 {
+                        0 => p.truncate((next() as usize) % p.len()),
+                        1 => p.extend((0..next() % 40).map(|_| next() as u8)),
+                        _ => {}
+                    }
+                    p
+                };
+                if s.send_to(&pkt, (GW_A, 53)).is_ok() {
+                    sent += 1;
+                }
             }
-        }
-        sent
-    })
-    .join()
-    .unwrap();
+            sent
+        })
+        .join()
+        .unwrap();
     assert_eq!(sent, 4000);
     // Garbage over TCP too: a length prefix that lies, then a close.
     let gw: SocketAddr = format!("{GW_A}:53").parse().unwrap();
-    in_ns(a1, move || {
+    a1.spawn_in(move || {
         use std::io::Write;
         for junk in [&[0xff, 0xff, 1, 2, 3][..], &[0, 3, 9, 9, 9], &[0, 0], &[7]] {
             if let Ok(mut t) = std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(1)) {
@@ -465,7 +455,7 @@ fn a_flood_of_outside_names_does_not_pin_the_servers_fds() {
     let (a1, a2) = (w.sb.c(w.a1), w.sb.c(w.a2));
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let flood = in_ns(a1, move || {
+    let flood = a1.spawn_in(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         let t0 = Instant::now();
         let mut sent = 0u32;
@@ -518,7 +508,7 @@ fn ask_tcp(ns: &Netns, server: &str, name: &str) -> Option<Message> {
     use std::io::{Read, Write};
     let server: SocketAddr = format!("{server}:53").parse().unwrap();
     let name = Name::from_ascii(name).unwrap();
-    in_ns(ns, move || {
+    ns.spawn_in(move || {
         let mut t = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(1)).ok()?;
         t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         let mut m = Message::new();
@@ -551,13 +541,16 @@ fn thousands_of_tcp_connections_are_survived() {
     let a2_name = w.sb.c(w.a2).name.clone();
     let a2_ip = ip_of(&w.ea2);
     let gw: SocketAddr = format!("{GW_A}:53").parse().unwrap();
-    let held = in_ns(a1, move || {
-        (0..N)
-            .map_while(|_| std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(2)).ok())
-            .collect::<Vec<_>>()
-    })
-    .join()
-    .unwrap();
+    let held = a1
+        .spawn_in(move || {
+            (0..N)
+                .map_while(|_| {
+                    std::net::TcpStream::connect_timeout(&gw, Duration::from_secs(2)).ok()
+                })
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
     assert_eq!(held.len(), N, "connections opened");
     assert_eq!(resolve(a1, GW_A, &a2_name), Ok(vec![a2_ip.clone()]), "UDP while held");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
@@ -613,7 +606,7 @@ fn a_flood_from_many_addresses_is_bounded_in_all() {
     }
     let done = Arc::new(AtomicBool::new(false));
     let flag = done.clone();
-    let flood = in_ns(a1, move || {
+    let flood = a1.spawn_in(move || {
         let socks: Vec<UdpSocket> = (0..ADDRS)
             .map(|i| UdpSocket::bind(format!("172.25.0.{}:0", 100 + i)).unwrap())
             .collect();
@@ -664,7 +657,7 @@ fn queries_and_garbage_do_not_flood_the_log() {
     std::thread::sleep(Duration::from_millis(100));
     let lines = || std::fs::read_to_string(&log).unwrap().lines().count();
     let before = lines();
-    in_ns(ns, move || {
+    ns.spawn_in(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         for i in 0..300u16 {
             let mut m = Message::new();

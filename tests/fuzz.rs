@@ -32,18 +32,6 @@ fn runner(cases: u32) -> TestRunner {
     )
 }
 
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let fd = ns.fd();
-    std::thread::spawn(move || {
-        // SAFETY: the caller keeps `ns` open while the thread runs; setns
-        // moves only this thread.
-        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 // ------------------------------------------------------------ CNI stdin
 
 fn cni_config() -> impl Strategy<Value = Value> {
@@ -182,7 +170,7 @@ fn dns_packet() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn ask(c: &Netns, server: SocketAddr, packet: Vec<u8>, wait: Duration) -> Option<Vec<u8>> {
-    in_ns(c, move || {
+    c.run_in(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(wait)).unwrap();
         s.send_to(&packet, server).unwrap();

@@ -26,7 +26,7 @@ fn ip_of(ep: &Value) -> String {
 fn tcp(from: &Netns, ip: &str, port: u16, to: &Netns, container_port: u16) -> Option<String> {
     // The previous connection to this port may still be closing: wait
     // until the port can be listened on again.
-    let free = in_ns(to, move || {
+    let free = to.spawn_in(move || {
         let start = Instant::now();
         while std::net::TcpListener::bind(("0.0.0.0", container_port)).is_err() {
             if start.elapsed() > Duration::from_secs(3) {
@@ -47,22 +47,11 @@ fn tcp(from: &Netns, ip: &str, port: u16, to: &Netns, container_port: u16) -> Op
     })
 }
 
-/// Runs `f` on a thread inside `ns`.
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let fd = ns.fd();
-    std::thread::spawn(move || {
-        // SAFETY: the caller keeps `ns` (and so fd) open while the thread runs;
-        // setns moves only this thread.
-        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
-        f()
-    })
-}
-
 /// A UDP server in `ns` that answers one datagram with "pong" and returns
 /// the client address it saw.
 fn udp_echo(ns: &Netns, port: u16) -> JoinHandle<Option<SocketAddr>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let h = in_ns(ns, move || {
+    let h = ns.spawn_in(move || {
         let s = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
         s.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
         tx.send(()).unwrap();
@@ -78,7 +67,7 @@ fn udp_echo(ns: &Netns, port: u16) -> JoinHandle<Option<SocketAddr>> {
 /// Sends "ping" over UDP from `ns` to `addr`; whether "pong" came back.
 fn udp_ask(ns: &Netns, addr: &str) -> bool {
     let addr: SocketAddr = addr.parse().unwrap();
-    in_ns(ns, move || {
+    ns.spawn_in(move || {
         let s = UdpSocket::bind("0.0.0.0:0").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.send_to(b"ping", addr).unwrap();
@@ -190,9 +179,8 @@ fn conflicts_are_refused_and_leave_nothing() {
     assert!(e.contains("overlaps"), "{e}");
 
     // A socket of the host listening on the port.
-    let tcp_listener =
-        in_ns(&sb.host, || std::net::TcpListener::bind("0.0.0.0:7070").unwrap()).join().unwrap();
-    let udp_sock = in_ns(&sb.host, || UdpSocket::bind("127.0.0.1:7171").unwrap()).join().unwrap();
+    let tcp_listener = sb.host.run_in(|| std::net::TcpListener::bind("0.0.0.0:7070").unwrap());
+    let udp_sock = sb.host.run_in(|| UdpSocket::bind("127.0.0.1:7171").unwrap());
     let e = sb.weft_err(&["attach", "n", &bname, "-p", "7070:80"]);
     assert!(e.contains("host port 7070/tcp is in use on this host"), "{e}");
     let e = sb.weft_err(&["attach", "n", &bname, "-p", "7100-7200:7100-7200/udp"]);

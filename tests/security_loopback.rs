@@ -83,19 +83,6 @@ fn container_cannot_reach_the_hosts_loopback() {
     assert!(!reaches(sb.c(evil), "127.0.0.1", 9999, &sb.host, secret), "after gc");
 }
 
-/// Runs `f` on a thread inside `ns`.
-fn in_ns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let fd = ns.fd();
-    std::thread::spawn(move || {
-        // SAFETY: the caller keeps `ns` (and so fd) open while the thread
-        // runs; setns moves only this thread.
-        assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
-
 /// A container that sends from a loopback address (it owns its namespace:
 /// route_localnet on its own eth0) must not look like a local process to
 /// the host's services, which often trust 127.0.0.0/8. The bridge's
@@ -112,10 +99,10 @@ fn container_cannot_pose_as_the_hosts_loopback() {
     sb.host.sh("sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.weft-n.rp_filter=0");
     sb.c(evil)
         .sh("sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1");
-    let server = in_ns(&sb.host, || std::net::UdpSocket::bind("0.0.0.0:9998").expect("bind"));
+    let server = sb.host.run_in(|| std::net::UdpSocket::bind("0.0.0.0:9998").expect("bind"));
     server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     for from in ["127.0.0.2:0", "127.0.0.1:0"] {
-        in_ns(sb.c(evil), move || {
+        sb.c(evil).run_in(move || {
             let s = std::net::UdpSocket::bind(from).expect("bind loopback");
             s.send_to(b"trust me", "172.25.4.1:9998").expect("send")
         });

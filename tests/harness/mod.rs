@@ -129,6 +129,26 @@ impl Netns {
     pub fn fd(&self) -> i32 {
         self.file.as_raw_fd()
     }
+
+    /// Runs `f` on a thread of its own inside this namespace; the caller
+    /// keeps `self` open until the thread is joined.
+    pub fn spawn_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let fd = self.fd();
+        std::thread::spawn(move || {
+            // SAFETY: the namespace's fd stays open while the thread runs
+            // (see above); setns moves only this thread.
+            assert_eq!(unsafe { libc::setns(fd, libc::CLONE_NEWNET) }, 0, "setns");
+            f()
+        })
+    }
+
+    /// [`Netns::spawn_in`], waited for.
+    pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn_in(f).join().expect("thread in namespace")
+    }
 }
 
 impl Drop for Netns {
