@@ -393,6 +393,11 @@ sc_lifecycle() {
     out=$(pm run --rm --cgroup-parent "/$SANDBOX" --network g2 "$IMAGE" ip -o -4 addr show dev eth0 2>&1) ||
         fail "podman run on g2 (g1's subnet, g1 still idle in weft) failed: $out"
     case "$(weft network ls --json)" in *'"g1"'*) fail "idle g1 kept beside g2: $(weft network ls)" ;; esac
+    local br2
+    br2=$(pm network inspect g2 --format '{{.NetworkInterface}}')
+    if [ "$br2" != "$br" ] && ip link show "$br" >/dev/null 2>&1; then
+        fail "idle g1's bridge $br kept beside g2's $br2"
+    fi
     # The child that removes idle networks is killed: weft gc does its job.
     wait_for 50 pgrep --ns $$ --nslist net -f 'netavark linger' ||
         fail "no process removing idle networks after the last container left g2"
@@ -400,6 +405,7 @@ sc_lifecycle() {
     sleep 3.2
     out=$(weft gc 2>&1) || fail "weft gc: $out"
     case "$out" in *"removed idle Podman network g2"*) ;; *) fail "weft gc did not remove idle g2: $out" ;; esac
+    ! ip link show "$br2" >/dev/null 2>&1 || fail "weft gc left idle g2's bridge $br2"
     pm network rm g2 >/dev/null
     check_clean
     # A weft network made by hand with the name of a Podman network weft

@@ -74,8 +74,8 @@ fn attach_one(
     per: &super::types::PerNetworkOptions,
     ports_left: &mut Vec<PortMapping>,
 ) -> Result<(Endpoint, Network)> {
+    // An idle network comes back in use in `attach_with`.
     let net = ensure_network(ctx, name, info)?;
-    super::linger::cancel(ctx, name)?;
     let ips = per.static_ips.as_deref().unwrap_or_default();
     let ip = ips.iter().find_map(|ip| match ip {
         IpAddr::V4(a) => Some(*a),
