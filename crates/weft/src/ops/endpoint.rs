@@ -175,13 +175,6 @@ pub fn attach_with(
     Ok((Endpoint { state: weft_model::EndpointState::Ready, ..ep }, net))
 }
 
-/// weft never plugs the host into itself: a "container" namespace that is
-/// the one weft runs in, or the host's, would get the container end of the
-/// veth and a default route via the gateway, taking over the host's
-/// routing. The host's is PID 1's; where PID 1 cannot be inspected (a
-/// process with fewer capabilities than init may not), the namespaces of
-/// the processes that started weft stand for it: runtimes, shells and
-/// service managers run in the host's namespace, not in a container's.
 /// After plugging an endpoint's pair: publishes its ports and marks it
 /// ready, or, when any step (the plugging included) failed, undoes them
 /// all, so that a failed attach leaves nothing behind.
@@ -204,6 +197,13 @@ pub fn finish_plug(
     Ok(())
 }
 
+/// weft never plugs the host into itself: a "container" namespace that is
+/// the one weft runs in, or the host's, would get the container end of the
+/// veth and a default route via the gateway, taking over the host's
+/// routing. The host's is PID 1's; where PID 1 cannot be inspected (a
+/// process with fewer capabilities than init may not), the namespaces of
+/// the processes that started weft stand for it: runtimes, shells and
+/// service managers run in the host's namespace, not in a container's.
 pub fn refuse_host_namespace(netns: &Netns) -> Result<()> {
     let id = Some(netns.id());
     let ns_of = |pid: &str| weft_datapath::netns::id_of(format!("/proc/{pid}/ns/net"));
